@@ -1,0 +1,168 @@
+"""Checkpoints: safetensors for every tensor, a JSON sidecar for the rest, written atomically.
+
+A checkpoint ``step-00000020`` is two files in ``checkpoints/``:
+``step-00000020.safetensors`` (weights, optimizer state, RNG states) and
+``step-00000020.json`` (step, data position, plugin state, the sha256 and size
+of the safetensors file). The sidecar is written last, so a checkpoint without
+one was interrupted and is ignored. ``latest`` names the newest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .errors import CheckpointError
+from .fsutil import atomic_write_bytes, atomic_write_text
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^step-(\d{8,})$")
+MAX_SIDECAR_BYTES = 16 << 20
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    tensors: dict[str, torch.Tensor]
+    meta: dict
+
+
+# -- optimizers -------------------------------------------------------------
+
+def optimizer_to_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Split an optimizer state dict into tensors (for safetensors) and JSON."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, per_param in sd["state"].items():
+        for key, value in per_param.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}/{idx}/{key}"] = value
+            else:
+                scalars[f"{idx}/{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict[int, dict] = {}
+    head = prefix + "/"
+    for name, value in tensors.items():
+        if name.startswith(head):
+            idx, key = name[len(head):].split("/", 1)
+            state.setdefault(int(idx), {})[key] = value
+    for name, value in meta["scalars"].items():
+        idx, key = name.split("/", 1)
+        state.setdefault(int(idx), {})[key] = value
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+# -- RNG --------------------------------------------------------------------
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    out = {"rng/cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng/cuda/{i}"] = s
+    return out
+
+
+def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["rng/cpu"])
+    cuda = sorted((k for k in tensors if k.startswith("rng/cuda/")), key=lambda k: int(k.rsplit("/", 1)[1]))
+    if cuda and torch.cuda.is_available():
+        states = [tensors[k] for k in cuda][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(states)
+
+
+# -- files ------------------------------------------------------------------
+
+def save_checkpoint(folder: Path, step: int, tensors: dict[str, torch.Tensor], meta: dict,
+                    keep: int = 3) -> Path:
+    """Write checkpoint ``step`` atomically, point ``latest`` at it, prune to ``keep``."""
+    name = checkpoint_name(step)
+    payload = st_save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
+    sidecar = dict(meta, format=FORMAT_VERSION, step=step,
+                   sha256=hashlib.sha256(payload).hexdigest(), size=len(payload))
+    atomic_write_bytes(folder / f"{name}.safetensors", payload)
+    atomic_write_text(folder / f"{name}.json", json.dumps(sidecar, indent=1, sort_keys=True))
+    atomic_write_text(folder / "latest", name + "\n")
+    prune(folder, keep)
+    return folder / f"{name}.safetensors"
+
+
+def list_checkpoints(folder: Path) -> list[str]:
+    """Names of checkpoints with a sidecar, newest first."""
+    if not folder.is_dir():
+        return []
+    names = [p.stem for p in folder.glob("step-*.json") if _NAME.match(p.stem)]
+    return sorted(names, key=lambda n: int(_NAME.match(n).group(1)), reverse=True)
+
+
+def prune(folder: Path, keep: int) -> None:
+    for name in list_checkpoints(folder)[max(keep, 1):]:
+        for suffix in (".json", ".safetensors"):
+            (folder / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+def read_checkpoint(folder: Path, name: str) -> Checkpoint:
+    """Load and verify one checkpoint (sidecar parses, size and sha256 match, header sane)."""
+    if not _NAME.match(name):
+        raise CheckpointError(f"{name!r} is not a checkpoint name (expected step-NNNNNNNN)")
+    weights, sidecar = folder / f"{name}.safetensors", folder / f"{name}.json"
+    meta = read_sidecar(sidecar)
+    try:
+        payload = weights.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {weights}: {exc.strerror or exc}") from exc
+    if len(payload) != meta.get("size"):
+        raise CheckpointError(f"{weights} is truncated ({len(payload)} bytes, expected {meta.get('size')})")
+    if hashlib.sha256(payload).hexdigest() != meta.get("sha256"):
+        raise CheckpointError(f"{weights} does not match the checksum in its sidecar (corrupt)")
+    return Checkpoint(name, load_safetensors_bytes(payload, weights), meta)
+
+
+def load_safetensors_bytes(payload: bytes, path) -> dict[str, torch.Tensor]:
+    try:
+        return st_load(payload)
+    except (SafetensorError, ValueError, RuntimeError, OverflowError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file: {exc}") from exc
+
+
+def read_sidecar(path: Path) -> dict:
+    try:
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            raise CheckpointError(f"{path} is too large to be a checkpoint sidecar")
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path} is missing") from exc
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path} is not a readable JSON sidecar: {exc}") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int):
+        raise CheckpointError(f"{path} is not a gentk checkpoint sidecar")
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {meta.get('format')!r}; "
+                              f"this gentk reads format {FORMAT_VERSION}")
+    return meta
+
+
+def latest_intact(folder: Path) -> tuple[Checkpoint | None, list[str]]:
+    """The newest checkpoint that verifies, and a note for each newer one that did not."""
+    notes = []
+    for name in list_checkpoints(folder):
+        try:
+            return read_checkpoint(folder, name), notes
+        except CheckpointError as exc:
+            notes.append(f"skipped damaged checkpoint: {exc}")
+    return None, notes

@@ -1,0 +1,222 @@
+"""The `gentk` command line: a thin click layer over the Python API.
+
+Every GentkError becomes one red line on stderr and its exit code (1, or 2 for
+usage errors); GENTK_DEBUG=1 shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+from click.core import ParameterSource
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import GentkError, UnknownModelError
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+def _registry():
+    from .plugins import get_registry
+
+    return get_registry()
+
+
+# -- train: one subcommand per registered model, options from its dataclass ----------
+
+CORE_OPTIONS = [
+    ("--epochs", dict(type=int, help="Passes over the training data (default: the model's).")),
+    ("--max-steps", dict(type=int, default=None, help="Stop after this many steps (a step runs every phase once).")),
+    ("--batch-size", dict(type=int, help="Images per batch (default: the model's).")),
+    ("--lr", dict(type=float, help="Learning rate (default: the model's).")),
+    ("--data-fraction", dict(type=float, help="Train on this fraction of the training split (default: the model's).")),
+    ("--device", dict(default="auto", show_default=True, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")),
+    ("--seed", dict(type=int, default=0, show_default=True, help="Seed for weights, noise and data order; CPU runs repeat bitwise.")),
+    ("--data", dict(default="mnist", show_default=True, help="mnist, fashion-mnist, or folder:PATH (a folder of images).")),
+    ("--data-root", dict(type=click.Path(), default=None, help="Folder holding torchvision's MNIST/raw or FashionMNIST/raw files.")),
+    ("--run-dir", dict(type=click.Path(), default=None, help="Where the run goes (default: runs/MODEL-DATE-TIME).")),
+    ("--resume", dict(is_flag=True, default=False, help="Continue the run in --run-dir from its latest intact checkpoint.")),
+    ("--sample-every", dict(type=int, default=500, show_default=True, help="Save sample grids every N steps (and at the end).")),
+    ("--checkpoint-every", dict(type=int, default=1000, show_default=True, help="Write a checkpoint every N steps (and at the end).")),
+    ("--keep-checkpoints", dict(type=int, default=3, show_default=True, help="How many recent checkpoints to keep.")),
+    ("--log-every", dict(type=int, default=10, show_default=True, help="Write buffered metrics every N steps (one row per step).")),
+    ("--eval-limit", dict(type=int, default=None, help="Use at most N held-out images for per-epoch evaluation (default: all).")),
+    ("--progress/--no-progress", dict(default=True, show_default=True, help="Show a progress bar.")),
+]
+
+
+def _model_command(name: str) -> click.Command:
+    from .options import click_options
+
+    spec = _registry().spec(name)
+    d = spec.defaults
+    model_defaults = {"epochs": d.epochs, "batch_size": d.batch_size, "lr": d.lr, "data_fraction": d.data_fraction}
+    params = []
+    for decl, kwargs in CORE_OPTIONS:
+        kwargs = dict(kwargs)
+        key = decl.split("/")[0][2:].replace("-", "_")
+        if key in model_defaults:
+            kwargs["default"] = model_defaults[key]
+            kwargs["show_default"] = True
+            kwargs["help"] = kwargs["help"].replace(" (default: the model's)", "")
+        params.append(click.Option([decl], **kwargs))
+    if spec.presets:
+        params.append(click.Option(["--preset"], type=click.Choice(sorted(spec.presets)), default=None,
+                                   help="A named set of option values (explicit options still win)."))
+    core_names = {p.name for p in params}
+    for opt in click_options(spec.options):
+        if opt.name in core_names:
+            raise GentkError(f"model {name!r} declares option --{opt.name} that clashes with a gentk option")
+        params.append(opt)
+
+    def callback(**kwargs):
+        from .engine import train
+
+        ctx = click.get_current_context()
+        explicit = {k: v for k, v in kwargs.items()
+                    if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+        # Core settings without a model default always apply on a fresh run.
+        for key in ("device", "seed", "data", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if not kwargs["resume"]:
+                explicit.setdefault(key, kwargs[key])
+        run_dir = explicit.pop("run_dir", None)
+        resume = explicit.pop("resume", False)
+        progress = kwargs["progress"]
+        explicit.pop("progress", None)
+        summary = train(name, run_dir, resume=resume, progress=progress, console=err_console, **explicit)
+        err_console.print(f"[green]done[/green]: {summary['steps']} steps in {summary['wall_time_s']:.1f} s "
+                          f"-> {summary['run_dir']}")
+
+    help_text = f"Train {name}: {spec.description}".strip()
+    return click.Command(name, params=params, callback=callback, help=help_text, short_help=spec.description)
+
+
+class TrainGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(_registry().models())
+
+    def get_command(self, ctx, name):
+        if name not in _registry().models():
+            return None
+        return _model_command(name)
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else None
+        if name is not None and not name.startswith("-") and name not in _registry().models():
+            known = ", ".join(sorted(_registry().models())) or "none"
+            raise UnknownModelError(f"unknown model {name!r}; available: {known}")
+        return super().resolve_command(ctx, args)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gentk")
+def cli():
+    """gentk: train and score generative image models (VAE, ControlVAE, GAN, WGAN, SSGAN, plugins)."""
+
+
+@cli.group(cls=TrainGroup)
+def train():
+    """Train a model: gentk train MODEL [OPTIONS]; `gentk train MODEL --help` lists its options."""
+
+
+# -- plugins and models ---------------------------------------------------------------
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins(as_json):
+    """List loaded plugins: name, version, distribution, hooks, load errors."""
+    reg = _registry()
+    reg.models()  # registering models may record plugin errors
+    rows = []
+    for name, info in sorted(reg.plugins.items()):
+        rows.append({"name": name, "version": info.version, "distribution": info.distribution,
+                     "hooks": reg.hooks_of(name), "error": info.error})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("plugin", "version", "distribution", "hooks", "error")
+    for r in rows:
+        table.add_row(r["name"], r["version"] or "", r["distribution"] or "", ", ".join(r["hooks"]),
+                      f"[red]{r['error']}[/red]" if r["error"] else "")
+    out_console.print(table)
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(model, as_json):
+    """List registered models, or describe MODEL: its networks and options."""
+    from .describe import describe_model
+
+    reg = _registry()
+    if model is None:
+        rows = [{"name": n, "plugin": p, "description": s.description} for n, (s, p) in sorted(reg.models().items())]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        table = Table("model", "plugin", "description")
+        for r in rows:
+            table.add_row(r["name"], r["plugin"], r["description"])
+        out_console.print(table)
+        return
+    info = describe_model(reg, model)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    table = Table("network", "parameters", title=f"{model}: {info['description']}")
+    for net, d in info["networks"].items():
+        table.add_row(net, f"{d['parameters']:,}")
+    table.add_row("[bold]total", f"[bold]{info['parameters']:,}")
+    out_console.print(table)
+    opts = Table("option", "default", "help")
+    for key, d in info["options"].items():
+        opts.add_row("--" + key.replace("_", "-"), repr(d["default"]), d["help"])
+    out_console.print(opts)
+
+
+# -- sample -----------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("-n", "n", type=int, default=64, show_default=True, help="How many images.")
+@click.option("-o", "--out", "out_dir", type=click.Path(), required=True, help="Folder for the PNGs (new or empty).")
+@click.option("--checkpoint", default=None, help="Checkpoint name (step-NNNNNNNN); default: the latest intact one.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
+@click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+def sample(run_dir, n, out_dir, checkpoint, seed, device):
+    """Write N PNG samples from RUN_DIR's latest (or --checkpoint) weights."""
+    from .sampling import sample_to_folder
+
+    paths = sample_to_folder(run_dir, n, out_dir, checkpoint=checkpoint, seed=seed, device=device)
+    err_console.print(f"wrote {len(paths)} images to {out_dir}")
+
+
+# -- entry point --------------------------------------------------------------------------
+
+def main(argv=None):
+    debug = os.environ.get("GENTK_DEBUG", "") not in ("", "0")
+    try:
+        rv = cli.main(args=argv, prog_name="gentk", standalone_mode=False)
+    except GentkError as exc:
+        if debug:
+            raise
+        err_console.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("[red]Aborted.[/red]")
+        sys.exit(130)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        err_console.print(f"[red]Error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[red]Interrupted.[/red]")
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)

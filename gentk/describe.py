@@ -1,0 +1,30 @@
+"""A model's networks, parameter counts and options, for `gentk models MODEL`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .engine import build_model
+from .model import parameter_count
+from .options import option_defaults
+from .plugins import Registry
+
+
+def describe_model(registry: Registry, name: str) -> dict:
+    spec = registry.spec(name)
+    model = build_model(registry, spec, option_defaults(spec.options))
+    networks = {net: {"parameters": parameter_count(module)} for net, module in model.networks().items()}
+    options = {f.name: {"default": f.default, "help": f.metadata.get("help", "")}
+               for f in dataclasses.fields(spec.options)}
+    d = spec.defaults
+    return {
+        "name": name,
+        "description": spec.description,
+        "parameters": parameter_count(model),
+        "networks": networks,
+        "options": options,
+        "training_defaults": {"epochs": d.epochs, "batch_size": d.batch_size, "lr": d.lr,
+                              "data_fraction": d.data_fraction},
+        "presets": spec.presets,
+        "image": {"size": model.image_size, "channels": model.channels, "value_range": model.value_range},
+    }

@@ -1,0 +1,380 @@
+"""The training loop: a model's phases, step after step, with metrics, samples and checkpoints.
+
+The engine knows no model by name: it asks plugins through hooks for the
+model (``build_model``), each phase's loss (``compute_loss``), what to do after
+each optimizer step (``on_step``), and the held-out metrics (``on_epoch_end``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from . import __version__
+from .checkpoint import (latest_intact, optimizer_from_tensors, optimizer_to_tensors, restore_rng,
+                         rng_tensors, save_checkpoint)
+from .config import TrainConfig, identity_differences, resolve_device
+from .data import BatchStream, DeviceImages, fit_images, load_dataset
+from .errors import CheckpointError, ConfigMismatchError, GentkError, PluginError, RunDirError, UsageError
+from .images import save_grid
+from .model import GenerativeModel, ModelSpec, Phase
+from .options import build_options, option_defaults, options_dict
+from .plugins import Registry, get_registry
+from .progress import TrainProgress
+from .runs import RunDir
+from .state import TrainState
+
+GRID_SAMPLES = 64
+CONFIG_FIELDS = {f.name for f in fields(TrainConfig)} - {"model", "options"}
+
+
+class TrainingInterrupted(GentkError):
+    """SIGINT/SIGTERM: the current step finished and a checkpoint was written."""
+
+
+class NonFiniteLoss(GentkError):
+    """A loss became NaN or infinite."""
+
+
+def build_model(registry: Registry, spec: ModelSpec, options: dict) -> GenerativeModel:
+    opts = build_options(spec.options, options)
+    model = registry.call("build_model", name=spec.name, options=opts)
+    if model is None:
+        raise PluginError(f"no plugin built model {spec.name!r} (its build_model hook returned None)")
+    if not isinstance(model, GenerativeModel):
+        raise PluginError(f"build_model for {spec.name!r} returned {type(model).__name__}, "
+                          "not a gentk.GenerativeModel")
+    return model
+
+
+@contextmanager
+def preserved_rng(device: torch.device):
+    """Sampling grids and evaluating must not shift the training RNG stream."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
+        yield
+
+
+class _Signals:
+    """Turns SIGINT/SIGTERM into a flag the loop reads between steps."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False,
+                 registry: Registry | None = None, console: Console | None = None, progress: bool = True):
+        self.registry = registry or get_registry()
+        self.console = console or Console(stderr=True)
+        self.show_progress = progress
+        self.resume = resume
+        self.spec = self.registry.spec(config.model)
+        config.validate()
+        self.config = config
+        self.run = RunDir(run_dir)
+        self._pending: list[tuple[int, int, dict]] = []
+        self._last_record: dict = {}
+
+    # -- set-up -----------------------------------------------------------------
+    def _prepare_run_dir(self) -> None:
+        run = self.run
+        asked = self.config.to_dict()
+        if self.resume:
+            saved = run.read_config()
+            diffs = identity_differences(saved, asked)
+            if diffs:
+                raise ConfigMismatchError(f"{run.path} was trained with other settings: {'; '.join(diffs)}; "
+                                          "drop them to resume, or start a new --run-dir")
+        elif run.path.exists() and any(run.path.iterdir()):
+            raise RunDirError(f"{run.path} already exists; pass --resume to continue it, "
+                              "or choose another --run-dir")
+        run.lock()
+        run.write_config(dict(asked, gentk_version=__version__))
+
+    def _load_data(self, model: GenerativeModel, device: torch.device):
+        cfg = self.config
+        dataset = load_dataset(cfg.data, cfg.data_root)
+        self.console.print(f"[dim]data: {dataset.source}[/dim]")
+        train = fit_images(dataset.train, model.image_size, model.channels, model.fit)
+        if cfg.data_fraction < 1:
+            keep = max(2, int(round(len(train) * cfg.data_fraction)))
+            subset = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:keep]
+            train = train[subset.sort().values]
+        test = fit_images(dataset.test, model.image_size, model.channels, model.fit)
+        return DeviceImages(train, device, model.value_range), DeviceImages(test, device, model.value_range)
+
+    # -- checkpoints ------------------------------------------------------------
+    def _checkpoint(self, model, optimizers, state, stream) -> None:
+        self._flush_metrics()
+        tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+        optim_meta = {}
+        for name, opt in optimizers.items():
+            t, meta = optimizer_to_tensors(f"optim/{name}", opt)
+            tensors.update(t)
+            optim_meta[name] = meta
+        tensors.update(rng_tensors())
+        meta = {"state": state.to_json(), "data": stream.position(), "optimizers": optim_meta,
+                "config": self.config.to_dict(), "gentk_version": __version__}
+        try:
+            save_checkpoint(self.run.checkpoints, state.step, tensors, meta, keep=self.config.keep_checkpoints)
+        except OSError as exc:
+            raise RunDirError(f"could not write a checkpoint in {self.run.checkpoints}: "
+                              f"{exc.strerror or exc}; earlier checkpoints are intact") from exc
+        self._last_checkpoint = state.step
+
+    def _restore(self, model, optimizers, state, stream) -> None:
+        ckpt, notes = latest_intact(self.run.checkpoints)
+        for note in notes:
+            self.console.print(f"[yellow]{note}[/yellow]")
+        if ckpt is None:
+            if notes:
+                raise CheckpointError(f"no intact checkpoint in {self.run.checkpoints} to resume from")
+            self.console.print("[yellow]no checkpoint yet: starting the run from step 0[/yellow]")
+            self.run.truncate_metrics(0)
+            return
+        try:
+            model.load_state_dict({k[len("model/"):]: v for k, v in ckpt.tensors.items()
+                                   if k.startswith("model/")})
+            for name, opt in optimizers.items():
+                optimizer_from_tensors(f"optim/{name}", opt, ckpt.tensors, ckpt.meta["optimizers"][name])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {ckpt.name} does not fit this model: {exc}") from exc
+        restore_rng(ckpt.tensors)
+        state.load_json(ckpt.meta["state"])
+        stream.epoch, stream.cursor = ckpt.meta["data"]["epoch"], ckpt.meta["data"]["cursor"]
+        self.run.truncate_metrics(state.step)
+        self._last_checkpoint = state.step
+        self.console.print(f"[dim]resumed from {ckpt.name} (epoch {state.epoch})[/dim]")
+
+    # -- metrics ----------------------------------------------------------------
+    def _record(self, step: int, epoch: int, values: dict) -> None:
+        self._pending.append((step, epoch, values))
+
+    def _flush_metrics(self) -> None:
+        """Read the buffered device scalars in one transfer and append them as JSON lines."""
+        if not self._pending:
+            return
+        tensors = [v for _, _, vals in self._pending for v in vals.values() if torch.is_tensor(v)]
+        host = iter(torch.stack([t.detach().float().reshape(()) for t in tensors]).tolist()) if tensors else iter(())
+        lines = []
+        for step, epoch, vals in self._pending:
+            record = {"step": step, "epoch": epoch}
+            record.update({k: (next(host) if torch.is_tensor(v) else v) for k, v in vals.items()})
+            for key, value in record.items():
+                if isinstance(value, float) and not math.isfinite(value) and key.endswith("loss"):
+                    self._pending = []
+                    self._write_lines(lines)
+                    raise NonFiniteLoss(f"step {step}: {key} is {value}; stopped, the last checkpoint "
+                                        f"(step {self._last_checkpoint}) is intact")
+            lines.append(json.dumps(record))
+            self._last_record = record
+        self._pending = []
+        self._write_lines(lines)
+
+    def _write_lines(self, lines: list[str]) -> None:
+        if lines:
+            with open(self.run.metrics_path, "a", encoding="utf-8") as fh:
+                fh.write("\n".join(lines) + "\n")
+
+    # -- sampling and evaluation ------------------------------------------------
+    def _save_grids(self, model, step: int, noise, real) -> None:
+        model.eval()
+        with preserved_rng(noise.device), torch.no_grad():
+            grids = model.grids(noise, real)
+        model.train()
+        for name, images in grids.items():
+            save_grid(model.to_unit(images), self.run.samples / f"{name}-{step:08d}.png")
+
+    def _evaluate(self, model, state, test: DeviceImages) -> None:
+        model.eval()
+        with preserved_rng(state.device), torch.no_grad():
+            results = self.registry.call("on_epoch_end", model=model, state=state,
+                                         eval_batches=test.batches(self.config.batch_size, self.config.eval_limit))
+        model.train()
+        merged = {}
+        for result in results or []:
+            if result:
+                merged.update(result)
+        if merged:
+            self._record(state.step, state.epoch, dict({"split": "test"}, **merged))
+
+    # -- the loop ---------------------------------------------------------------
+    def train(self) -> dict:
+        cfg = self.config
+        self._prepare_run_dir()
+        try:
+            return self._train()
+        finally:
+            self._pending = []
+            self.run.unlock()
+
+    def _train(self) -> dict:
+        cfg = self.config
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        model = build_model(self.registry, self.spec, cfg.options).to(device)
+        model.train()
+        train, test = self._load_data(model, device)
+        phases: list[Phase] = model.phases(cfg.lr)
+        nets = model.networks()
+        optimizers = {}
+        for phase in phases:
+            params = [p for net in phase.networks for p in nets[net].parameters()]
+            optimizers[phase.name] = phase.optimizer(params)
+
+        state = TrainState(cfg.batch_size, device,
+                           adjust=lambda kl: self.registry.call("adjust_beta", model=model, state=state, kl=kl))
+        stream = BatchStream(len(train), cfg.batch_size, cfg.seed)
+        self._last_checkpoint = 0
+        if self.resume:
+            self._restore(model, optimizers, state, stream)
+
+        noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(device)
+        real = test.batch(torch.arange(min(32, len(test))))
+        batches_per_step = sum(p.repeat for p in phases if p.uses_data) or 1
+        total = math.ceil(cfg.epochs * stream.batches_per_epoch / batches_per_step)
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        if state.step == 0:
+            self._save_grids(model, 0, noise, real)
+
+        started = time.perf_counter() - state.elapsed
+        interrupted = None
+        with _Signals() as signals, TrainProgress(total, state.step, self.show_progress, self.console) as bar:
+            while state.step < total and stream.epoch < cfg.epochs:
+                values = self._step(model, phases, optimizers, state, train, stream)
+                state.step += 1
+                state.elapsed = time.perf_counter() - started
+                self._record(state.step, state.epoch, values)
+                if stream.epoch != state.epoch:
+                    state.epoch = stream.epoch
+                    self._evaluate(model, state, test)
+                if state.step % cfg.log_every == 0:
+                    self._flush_metrics()
+                    bar.show(self._last_record)
+                bar.advance(1, state.epoch)
+                if state.step % cfg.sample_every == 0:
+                    self._save_grids(model, state.step, noise, real)
+                if state.step % cfg.checkpoint_every == 0:
+                    self._checkpoint(model, optimizers, state, stream)
+                if signals.received is not None:
+                    interrupted = signals.received
+                    break
+            self._flush_metrics()
+            if self._last_checkpoint != state.step:
+                self._checkpoint(model, optimizers, state, stream)
+        if interrupted is not None:
+            code = 130 if interrupted == signal.SIGINT else 143
+            err = TrainingInterrupted(f"interrupted at step {state.step}; checkpoint saved; resume with: "
+                                      f"gentk train {cfg.model} --run-dir {self.run.path} --resume")
+            err.exit_code = code
+            raise err
+        if state.step % cfg.sample_every != 0:
+            self._save_grids(model, state.step, noise, real)
+        summary = {"steps": state.step, "epoch": state.epoch, "wall_time_s": round(state.elapsed, 3),
+                   "run_dir": str(self.run.path), "last": self._last_record}
+        self.model = model
+        return summary
+
+    def _step(self, model, phases, optimizers, state, train: DeviceImages, stream: BatchStream) -> dict:
+        values: dict = {}
+        multi = len(phases) > 1
+        for phase in phases:
+            opt = optimizers[phase.name]
+            sums: dict = {}
+            for _ in range(phase.repeat):
+                batch = train.batch(stream.next()) if phase.uses_data else None
+                opt.zero_grad(set_to_none=True)
+                out = self.registry.call("compute_loss", model=model, phase=phase.name, batch=batch, state=state)
+                if out is None or "loss" not in out:
+                    raise PluginError(f"no plugin returned a loss for model {self.spec.name!r}, "
+                                      f"phase {phase.name!r}")
+                out["loss"].backward()
+                opt.step()
+                self.registry.call("on_step", model=model, phase=phase.name, state=state, metrics=out)
+                for key, value in out.items():
+                    value = value.detach() if torch.is_tensor(value) else value
+                    sums[key] = sums[key] + value if key in sums else value
+            for key, value in sums.items():
+                name = f"{phase.name}_{key}" if multi else key
+                values[name] = value / phase.repeat if phase.repeat > 1 else value
+        return values
+
+
+def train(model: str, run_dir: str | Path | None = None, *, resume: bool = False, progress: bool = True,
+          console: Console | None = None, registry: Registry | None = None, **settings) -> dict:
+    """Train ``model`` (a registered name) and return a summary; the Python face of `gentk train`.
+
+    ``settings`` are TrainConfig fields (epochs, max_steps, batch_size, lr, seed,
+    data, data_root, device, ...), the model's own options by name, and
+    ``preset``. Omitted epochs, batch_size, lr and data_fraction take the
+    model's defaults; with ``resume=True`` omitted settings keep the run's own.
+    """
+    registry = registry or get_registry()
+    spec = registry.spec(model)
+    if resume:
+        if run_dir is None:
+            raise UsageError("--resume needs --run-dir: the run to continue")
+        base = RunDir(run_dir).read_config()
+    else:
+        base = None
+    config = make_config(spec, settings, base)
+    if run_dir is None:
+        run_dir = default_run_dir(model)
+    trainer = Trainer(config, Path(run_dir), resume=resume, registry=registry, console=console, progress=progress)
+    return trainer.train()
+
+
+def make_config(spec: ModelSpec, settings: dict, base: dict | None = None) -> TrainConfig:
+    """A TrainConfig from the model's defaults (or a resumed run's config), a preset, and settings."""
+    settings = {k: v for k, v in settings.items() if v is not None}
+    preset = settings.pop("preset", None)
+    if base is not None:
+        values = {k: v for k, v in TrainConfig.from_dict(base).to_dict().items() if k not in ("model", "options")}
+        option_values = dict(base.get("options") or {})
+    else:
+        values = {"epochs": spec.defaults.epochs, "batch_size": spec.defaults.batch_size,
+                  "lr": spec.defaults.lr, "data_fraction": spec.defaults.data_fraction}
+        option_values = option_defaults(spec.options)
+    if preset is not None:
+        if preset not in spec.presets:
+            raise UsageError(f"unknown --preset {preset!r} for {spec.name}; "
+                             f"available: {', '.join(spec.presets) or 'none'}")
+        for key, value in spec.presets[preset].items():
+            (values if key in CONFIG_FIELDS else option_values)[key] = value
+    for key, value in settings.items():
+        (values if key in CONFIG_FIELDS else option_values)[key] = value
+    options = options_dict(build_options(spec.options, option_values))
+    return TrainConfig(model=spec.name, options=options, **values)
+
+
+def default_run_dir(model: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{model}-{stamp}"

@@ -1,0 +1,33 @@
+"""The rich progress bar of a training run (stderr), or nothing when disabled."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+
+class TrainProgress:
+    def __init__(self, total: int, completed: int, enabled: bool, console: Console):
+        self.enabled = enabled
+        self._progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("steps"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"), console=console, disable=not enabled,
+            transient=False)
+        self._task = self._progress.add_task("train", total=total, completed=completed, epoch=0, losses="")
+
+    def __enter__(self):
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._progress.__exit__(*exc)
+
+    def advance(self, steps: int, epoch: int) -> None:
+        self._progress.update(self._task, advance=steps, epoch=epoch)
+
+    def show(self, record: dict) -> None:
+        keys = [k for k in record if k.endswith("loss") or k in ("kl", "beta")][:4]
+        text = "  ".join(f"{k} {record[k]:.4g}" for k in keys if isinstance(record[k], (int, float)))
+        self._progress.update(self._task, losses=text)
