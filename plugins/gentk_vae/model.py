@@ -68,6 +68,13 @@ class VAEModel(GenerativeModel):
         return {"samples": self.sample(noise), "reconstructions": pairs}
 
 
+def vae_loss(model: VAEModel, batch: torch.Tensor, state) -> dict:
+    """recon + beta * KL, with beta from the adjust_beta hook for this batch's KL."""
+    recon, kl = model.losses(batch)
+    beta = state.adjust_beta(kl)
+    return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "beta": beta}
+
+
 def evaluate(model: VAEModel, state, eval_batches) -> dict:
     """Held-out recon, KL and loss (weighted by batch size) with the current beta."""
     totals = torch.zeros(2, dtype=torch.float64)

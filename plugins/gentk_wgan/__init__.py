@@ -1,0 +1,91 @@
+"""gentk's built-in WGAN plugin: the seed's weight-clipped WGAN (section 2-2), and WGAN-GP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from gentk import ModelSpec, Phase, TrainDefaults, hookimpl, option
+from gentk_gan import GANPair
+
+__all__ = ["WGANModel", "WGANOptions", "clip_weights", "gradient_penalty"]
+
+
+@dataclass
+class WGANOptions:
+    noise_dim: int = option(64, "Size of the generator's input noise.")
+    n_critic: int = option(20, "Critic updates per generator update.")
+    clip: float = option(0.005, "Clip critic weights to [-clip, clip] after each critic step "
+                                "(ignored with --gradient-penalty).")
+    gradient_penalty: float = option(0.0, "WGAN-GP: weight of the gradient penalty (10 is standard; "
+                                          "0 = the seed's clipping). Uses Adam (0, 0.9) instead of RMSprop.")
+    ema: float = option(0.0, "Decay of an EMA of the generator used for samples (0 = off).")
+
+
+class WGANModel(GANPair):
+    def phases(self, lr: float):
+        if self.options.gradient_penalty > 0:
+            make = lambda params: torch.optim.Adam(params, lr=lr, betas=(0.0, 0.9))  # noqa: E731
+        else:
+            make = lambda params: torch.optim.RMSprop(params, lr=lr)  # noqa: E731
+        return [Phase("critic", ["discriminator"], make, repeat=self.options.n_critic),
+                Phase("generator", ["generator"], make, uses_data=False)]
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """E[(||grad critic(x_hat)|| - 1)^2] on random interpolates of real and fake."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    grad, = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+@torch.no_grad()
+def clip_weights(module: torch.nn.Module, clip: float) -> None:
+    for p in module.parameters():
+        p.clamp_(-clip, clip)
+
+
+@hookimpl
+def register_models(register):
+    register(ModelSpec(
+        name="wgan",
+        options=WGANOptions,
+        defaults=TrainDefaults(epochs=300, batch_size=128, lr=1e-4),
+        description="Wasserstein GAN, weight clipping or gradient penalty (seed section 2-2)",
+    ))
+
+
+@hookimpl
+def build_model(name, options):
+    if name == "wgan":
+        return WGANModel(options)
+
+
+@hookimpl
+def compute_loss(model, phase, batch, state):
+    if type(model) is not WGANModel:
+        return None
+    if phase == "critic":
+        fake = model.fake(batch.shape[0]).detach()
+        real_score, fake_score = model.discriminator(batch).mean(), model.discriminator(fake).mean()
+        loss = fake_score - real_score
+        out = {"wasserstein": real_score - fake_score}
+        if model.options.gradient_penalty > 0:
+            gp = gradient_penalty(model.discriminator, batch, fake)
+            loss = loss + model.options.gradient_penalty * gp
+            out["gp"] = gp
+        out["loss"] = loss
+        return out
+    return {"loss": -model.discriminator(model.fake(state.batch_size)).mean()}
+
+
+@hookimpl
+def on_step(model, phase, state, metrics):
+    if type(model) is not WGANModel:
+        return
+    if phase == "critic" and model.options.gradient_penalty == 0:
+        clip_weights(model.discriminator, model.options.clip)
+    elif phase == "generator":
+        model.update_ema()

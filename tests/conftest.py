@@ -1,0 +1,81 @@
+"""Shared fixtures: a tiny image-folder dataset, an isolated GENTK_HOME, a CLI runner."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gentk.plugins import reset_registry
+
+torch.set_num_threads(2)
+
+
+def make_image_folder(root: Path, n_train: int = 48, n_test: int = 16, size: int = 28, seed: int = 0) -> Path:
+    """Small grayscale images of bright rectangles, split into train/ and test/."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        folder = root / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = np.zeros((size, size), dtype=np.uint8)
+            x0, y0 = rng.integers(2, size // 2, size=2)
+            x1, y1 = x0 + rng.integers(4, size // 2), y0 + rng.integers(4, size // 2)
+            img[y0:y1, x0:x1] = rng.integers(128, 256)
+            Image.fromarray(img).save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> str:
+    """``--data`` value of a tiny dataset (48 train / 16 test images, 28x28)."""
+    return "folder:" + str(make_image_folder(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Each test gets its own GENTK_HOME, no network downloads, and a fresh plugin registry."""
+    monkeypatch.setenv("GENTK_HOME", str(tmp_path / "gentk-home"))
+    monkeypatch.setenv("GENTK_OFFLINE", "1")
+    monkeypatch.delenv("GENTK_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("GENTK_DEBUG", raising=False)
+    reset_registry()
+    yield
+    reset_registry()
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self):
+        return f"CliResult(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+@pytest.fixture
+def gentk_cli(capsys):
+    """Run the `gentk` CLI in-process: ``gentk_cli("train", "vae", ...)`` -> CliResult."""
+    from gentk.cli import main
+
+    def run(*args) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run
+
+
+TINY_TRAIN = ["--batch-size", "8", "--device", "cpu", "--no-progress", "--eval-limit", "16"]
+
+
+def python_gentk() -> list[str]:
+    return [sys.executable, "-m", "gentk"]

@@ -1,0 +1,121 @@
+"""The CLI: help generated from option dataclasses, models listing, and one-line errors."""
+
+import json
+
+from conftest import TINY_TRAIN
+
+
+def test_models_vae_json_reports_parameter_count(gentk_cli):
+    result = gentk_cli("models", "vae", "--json")
+    assert result.code == 0, result
+    info = json.loads(result.out)
+    assert info["name"] == "vae"
+    assert info["parameters"] == 829_077
+    assert sum(n["parameters"] for n in info["networks"].values()) == 829_077
+    assert info["options"]["dim_z"]["default"] == 10
+
+
+def test_models_lists_vae(gentk_cli):
+    rows = json.loads(gentk_cli("models", "--json").out)
+    assert any(r["name"] == "vae" and r["plugin"] == "vae" for r in rows)
+
+
+def test_train_help_shows_model_options_and_defaults(gentk_cli):
+    result = gentk_cli("train", "vae", "--help")
+    assert result.code == 0
+    text = " ".join(result.out.split())
+    assert "--dim-z INTEGER" in text and "[default: 10]" in text
+    assert "--epochs INTEGER" in text and "[default: 250]" in text
+    assert "[default: 64]" in text and "[default: 0.0001]" in text
+
+
+def test_train_group_help_lists_models(gentk_cli):
+    result = gentk_cli("train", "--help")
+    assert result.code == 0 and "vae" in result.out
+
+
+def _one_line_error(result, code):
+    assert result.code == code, result
+    lines = [l for l in result.err.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("Error:")
+    assert "Traceback" not in result.err
+    return lines[0]
+
+
+def test_unknown_model(gentk_cli):
+    line = _one_line_error(gentk_cli("train", "nosuchmodel"), 2)
+    assert "unknown model 'nosuchmodel'" in line and "vae" in line
+
+
+def test_bad_epochs(gentk_cli, tmp_path):
+    for value in ("0", "-3"):
+        line = _one_line_error(gentk_cli("train", "vae", "--epochs", value, "--run-dir", tmp_path / "r"), 2)
+        assert "--epochs must be at least 1" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_non_integer_epochs(gentk_cli):
+    line = _one_line_error(gentk_cli("train", "vae", "--epochs", "many"), 2)
+    assert "'many' is not a valid integer" in line
+
+
+def test_unknown_data(gentk_cli, tmp_path):
+    line = _one_line_error(gentk_cli("train", "vae", "--data", "cifar", "--run-dir", tmp_path / "r",
+                                     "--no-progress"), 2)
+    assert "unknown --data 'cifar'" in line
+
+
+def test_missing_data_root(gentk_cli, tmp_path):
+    line = _one_line_error(gentk_cli("train", "vae", "--data-root", tmp_path / "nope", "--run-dir",
+                                     tmp_path / "r", "--no-progress"), 2)
+    assert "does not exist" in line
+
+
+def test_existing_run_dir_is_never_overwritten(gentk_cli, tmp_path, tiny_data):
+    run = tmp_path / "r"
+    assert gentk_cli("train", "vae", "--max-steps", "2", "--data", tiny_data, "--run-dir", run, *TINY_TRAIN).code == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    line = _one_line_error(gentk_cli("train", "vae", "--max-steps", "2", "--data", tiny_data, "--run-dir", run,
+                                     *TINY_TRAIN), 1)
+    assert "already exists" in line and "--resume" in line
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_resume_with_changed_options_is_refused(gentk_cli, tmp_path, tiny_data):
+    run = tmp_path / "r"
+    assert gentk_cli("train", "vae", "--max-steps", "2", "--data", tiny_data, "--run-dir", run, *TINY_TRAIN).code == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    line = _one_line_error(gentk_cli("train", "vae", "--resume", "--max-steps", "4", "--dim-z", "12",
+                                     "--run-dir", run, "--no-progress"), 1)
+    assert "--dim-z (run: 10, now: 12)" in line
+    line = _one_line_error(gentk_cli("train", "vae", "--resume", "--lr", "0.1", "--run-dir", run,
+                                     "--no-progress"), 1)
+    assert "--lr" in line
+    assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
+def test_resume_of_missing_run(gentk_cli, tmp_path):
+    line = _one_line_error(gentk_cli("train", "vae", "--resume", "--run-dir", tmp_path / "none"), 1)
+    assert "not a gentk run" in line
+
+
+def test_debug_shows_traceback(gentk_cli, monkeypatch):
+    import pytest
+
+    from gentk.errors import UnknownModelError
+
+    monkeypatch.setenv("GENTK_DEBUG", "1")
+    with pytest.raises(UnknownModelError):
+        from gentk.cli import main
+
+        main(["train", "nosuchmodel"])
+
+
+def test_python_m_gentk_works():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "gentk", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "0.1.0" in proc.stdout
