@@ -64,7 +64,7 @@ def adjust_beta(model, state, kl):
     if not _is_mine(model):
         return None
     ctl = state.extra.setdefault("controller", {"beta": model.options.beta_init, "I": model.options.i_init})
-    beta, integral = model.controller.step(float(kl), ctl["beta"], ctl["I"])
+    beta, integral = model.controller.step(float(kl.detach()), ctl["beta"], ctl["I"])
     ctl["beta"], ctl["I"] = beta, integral
     return beta
 

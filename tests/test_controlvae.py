@@ -1,0 +1,90 @@
+"""The ControlVAE PI controller: the seed's formula where nothing saturates, no latching, no wind-up."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gentk.engine import train
+from gentk_controlvae import PIController
+
+
+def seed_beta_calculator(desired_KL, KL_loss, Kp, Ki, beta, I, beta_max, beta_min):
+    """The report's Beta_Calculator, verbatim."""
+    e = desired_KL - KL_loss
+    P = Kp / (1 + np.exp(e))
+    if (beta > beta_min and beta <= beta_max):
+        I_new = I - Ki * e
+    else:
+        I_new = I
+    beta_new = P + I_new + beta_min
+    if (beta_new > beta_max):
+        beta_new = beta_max
+    elif (beta_new < beta_min):
+        beta_new = beta_min
+    return beta_new, I_new
+
+
+def test_matches_the_seed_formula_where_nothing_saturates():
+    ctl = PIController(target_kl=14.0)
+    rng = np.random.default_rng(0)
+    beta, i_ours = 5.0, 4.0
+    i_seed, beta_seed = i_ours, beta
+    for _ in range(500):
+        kl = float(rng.uniform(10, 18))
+        beta, i_ours = ctl.step(kl, beta, i_ours)
+        beta_seed, i_seed = seed_beta_calculator(14.0, kl, 0.01, 0.001, beta_seed, i_seed, 50.0, 1.0)
+        assert 1.0 < beta < 50.0
+        assert beta == pytest.approx(beta_seed, abs=1e-12) and i_ours == pytest.approx(i_seed, abs=1e-12)
+
+
+def test_seed_rule_latches_but_conditional_integration_recovers():
+    # Beta at beta_min with I <= -Kp: the seed's rule never integrates again.
+    beta, integral = 1.0, -0.02
+    seed = PIController(14.0, anti_windup="seed")
+    ours = PIController(14.0)
+    b_seed, i_seed, b_ours, i_ours = beta, integral, beta, integral
+    for _ in range(2000):  # KL far above the target: beta should rise
+        b_seed, i_seed = seed.step(30.0, b_seed, i_seed)
+        b_ours, i_ours = ours.step(30.0, b_ours, i_ours)
+    assert b_seed == 1.0 and i_seed == -0.02  # latched for good
+    assert b_ours > 20.0  # recovered and rising
+
+
+def test_no_windup_at_beta_max():
+    ctl = PIController(14.0)
+    beta, integral = 1.0, 0.0
+    for _ in range(100_000):  # KL stuck far above target: beta pinned at beta_max
+        beta, integral = ctl.step(100.0, beta, integral)
+    assert beta == 50.0
+    assert integral <= 50.0  # integrator frozen near saturation instead of growing to ~8600
+    steps = 0
+    while beta == 50.0 and steps < 10_000:  # KL drops below target: beta must leave the bound at once
+        beta, integral = ctl.step(5.0, beta, integral)
+        steps += 1
+    assert steps <= 10
+
+
+def test_seed_rule_winds_up_for_comparison():
+    ctl = PIController(14.0, anti_windup="seed")
+    beta, integral = 2.0, 1.0
+    for _ in range(10_000):
+        beta, integral = ctl.step(100.0, beta, integral)
+    assert integral > 800  # the flaw the default rule fixes
+
+
+def test_extreme_errors_do_not_overflow():
+    ctl = PIController(14.0)
+    assert ctl.step(-1e6, 5.0, 4.0)[0] >= 1.0
+    assert ctl.step(1e6, 5.0, 4.0)[0] <= 50.0
+
+
+def test_controller_state_is_logged_and_resumed(tmp_path, tiny_data):
+    common = dict(data=tiny_data, device="cpu", progress=False, batch_size=8, target_kl=2.0)
+    train("controlvae", tmp_path / "r", max_steps=4, **common)
+    rows = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert all({"kl", "beta", "target_kl"} <= set(r) for r in rows if "split" not in r)
+    latest = (tmp_path / "r" / "checkpoints" / "latest").read_text().strip()
+    sidecar = json.loads((tmp_path / "r" / "checkpoints" / f"{latest}.json").read_text())
+    assert set(sidecar["state"]["extra"]["controller"]) == {"beta", "I"}
+    assert sidecar["state"]["beta"] == rows[-1]["beta"]

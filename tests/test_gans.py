@@ -1,0 +1,92 @@
+"""GAN-family specifics: WGAN clipping after every critic step, WGAN-GP, SSGAN rotations, EMA."""
+
+import pytest
+import torch
+
+import gentk
+from gentk.engine import train
+from gentk.plugins import register_plugin, unregister_plugin
+from gentk_gan.model import GANPair
+from gentk_ssgan import rotate_batch
+from gentk_wgan import WGANModel, gradient_penalty
+
+
+class _ClipWatcher:
+    def __init__(self):
+        self.checked = 0
+        self.worst = 0.0
+
+    @gentk.hookimpl(trylast=True)  # after the WGAN plugin's own on_step has clipped
+    def on_step(self, model, phase, state, metrics):
+        if isinstance(model, WGANModel) and phase == "critic":
+            self.worst = max(self.worst, max(p.abs().max().item() for p in model.discriminator.parameters()))
+            self.checked += 1
+
+
+def test_wgan_critic_weights_within_clip_after_every_critic_step(tmp_path, tiny_data):
+    watcher = _ClipWatcher()
+    register_plugin(watcher, "clip-watcher")
+    try:
+        train("wgan", tmp_path / "r", max_steps=3, n_critic=4, clip=0.01, batch_size=8, data=tiny_data,
+              device="cpu", progress=False, epochs=100)
+    finally:
+        unregister_plugin("clip-watcher")
+    assert watcher.checked == 12
+    assert watcher.worst <= 0.01
+
+
+def test_wgan_gp_penalty_and_no_clipping(tmp_path, tiny_data):
+    summary = train("wgan", tmp_path / "r", max_steps=2, n_critic=2, gradient_penalty=10.0, batch_size=8,
+                    data=tiny_data, device="cpu", progress=False, epochs=100)
+    assert "critic_gp" in summary["last"]
+    critic = torch.nn.Linear(4, 1)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[3.0, 4.0, 0.0, 0.0]]))  # gradient norm 5 everywhere
+    gp = gradient_penalty(lambda x: critic(x.flatten(1)), torch.randn(6, 1, 2, 2), torch.randn(6, 1, 2, 2))
+    assert gp.item() == pytest.approx(16.0)
+
+
+def test_rotation_labels_match_the_rotations():
+    x = torch.arange(2 * 3 * 3, dtype=torch.float32).view(2, 1, 3, 3)  # asymmetric images
+    rotated, labels = rotate_batch(x)
+    assert rotated.shape == (8, 1, 3, 3) and labels.tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    for row in range(8):
+        image, quarter_turns = x[row // 4], labels[row].item()
+        assert torch.equal(rotated[row], torch.rot90(image, quarter_turns, dims=(1, 2)))
+    # 90 degrees counter-clockwise: the top-right pixel moves to the top-left.
+    assert rotated[1, 0, 0, 0] == x[0, 0, 0, 2]
+
+
+def test_ssgan_paper_preset(gentk_cli, tmp_path, tiny_data):
+    result = gentk_cli("train", "ssgan", "--preset", "paper", "--max-steps", "1", "--batch-size", "2",
+                       "--data", tiny_data, "--run-dir", tmp_path / "r", "--device", "cpu", "--no-progress")
+    assert result.code == 0, result
+    import json
+
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["lr"] == 2e-4 and config["options"]["alpha"] == 1.0 and config["options"]["beta"] == 0.2
+    assert config["options"]["d_rotation_on_fake"] is False
+    result = gentk_cli("train", "ssgan", "--preset", "paper", "--alpha", "0.5", "--max-steps", "1",
+                       "--batch-size", "2", "--data", tiny_data, "--run-dir", tmp_path / "r2", "--device", "cpu",
+                       "--no-progress")
+    assert json.loads((tmp_path / "r2" / "config.json").read_text())["options"]["alpha"] == 0.5
+
+
+def test_ssgan_pads_mnist_to_32():
+    from gentk_ssgan import SSGANModel, SSGANOptions
+
+    model = SSGANModel(SSGANOptions())
+    assert model.fit == "pad" and model.image_size == 32
+    logits, rotation = model.discriminator(torch.zeros(2, 1, 32, 32))
+    assert logits.shape == (2, 1) and rotation.shape == (2, 4)
+
+
+def test_gan_ema_tracks_the_generator(tmp_path, tiny_data):
+    summary = train("gan", tmp_path / "r", max_steps=3, ema=0.5, batch_size=8, data=tiny_data, device="cpu",
+                    progress=False, epochs=100)
+    assert summary["steps"] == 3
+    model = gentk.load_run(tmp_path / "r").model
+    assert isinstance(model, GANPair) and model.generator_ema is not None
+    live = torch.cat([p.flatten() for p in model.generator.parameters()])
+    avg = torch.cat([p.flatten() for p in model.generator_ema.parameters()])
+    assert not torch.equal(live, avg) and (live - avg).abs().max() < 1.0
