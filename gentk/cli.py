@@ -18,7 +18,7 @@ from rich.table import Table
 from . import __version__
 from .errors import GentkError, UnknownModelError
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console()
 
 
@@ -195,6 +195,92 @@ def sample(run_dir, n, out_dir, checkpoint, seed, device):
 
     paths = sample_to_folder(run_dir, n, out_dir, checkpoint=checkpoint, seed=seed, device=device)
     err_console.print(f"wrote {len(paths)} images to {out_dir}")
+
+
+def _non_default_options(model: str, options: dict) -> dict:
+    from .options import option_defaults
+
+    try:
+        defaults = option_defaults(_registry().spec(model).options)
+    except GentkError:  # the plugin is gone: show everything
+        return options
+    return {k: v for k, v in options.items() if defaults.get(k) != v}
+
+
+# -- fid --------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--num-samples", type=int, default=10000, show_default=True, help="Images drawn from a run.")
+@click.option("--num-reference", type=int, default=None, help="Test images in the reference (default: the whole split).")
+@click.option("--checkpoint", default=None, help="Checkpoint of a run (default: the latest intact one).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling noise.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--batch-size", type=int, default=200, show_default=True, help="Images per Inception batch.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="Inception arithmetic; bf16 is faster on GPUs but not pytorch-fid's number (see docs/fid.md).")
+@click.option("--weights", type=click.Path(), default=None,
+              help="Inception weights file (pytorch-fid .pth); default: found or fetched automatically.")
+@click.option("--dims", type=click.Choice(["64", "192", "768", "2048"]), default="2048", show_default=True,
+              help="Inception feature size (as pytorch-fid's --dims); 2048 (pool3) is the standard FID.")
+@click.option("--save-stats", type=click.Path(), default=None, help="Save one folder's statistics to this .npz.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+def fid(paths, num_samples, num_reference, checkpoint, seed, device, batch_size, precision, weights, dims,
+        save_stats, as_json, progress):
+    """FID of a run (RUN_DIR) against its dataset's test split, or between two PATHs
+    (folders of images or .npz statistics with mu and sigma, as pytorch-fid)."""
+    from pathlib import Path
+
+    from .fid import FidSettings, fid_of_paths, fid_of_run
+
+    settings = FidSettings(device=device, batch_size=batch_size, precision=precision, weights=weights,
+                           dims=int(dims), progress=progress, console=err_console)
+    if len(paths) == 1 and (Path(paths[0]) / "config.json").is_file():
+        if save_stats:
+            raise click.UsageError("--save-stats is for folders of images, not runs")
+        result = fid_of_run(paths[0], settings, num_samples, num_reference, checkpoint, seed)
+        w = result["weights"]
+        text = ", ".join(f"{k} {v:.2f}" for k, v in result["scores"].items())
+        line = (f"FID {text} ({result['counts']['samples']} samples vs {result['reference']['images']} test images; "
+                f"{w['source']} weights sha256 {w['sha256'][:12]}) -> {Path(paths[0]) / 'fid.json'}")
+    else:
+        result = fid_of_paths(list(paths), settings, save_stats)
+        line = f"saved statistics to {save_stats}" if save_stats else f"FID: {result['fid']:.6f}"
+    for warning in result.get("warnings", []):
+        err_console.print(f"[yellow]warning: {warning}[/yellow]")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(line)
+
+
+# -- report -----------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="(Re)write each run's plots/ folder.")
+def report(run_dirs, as_json, plots):
+    """Compare runs side by side (model, options, steps, time, final losses, FID) and redraw their plots."""
+    from .report import check_runs, summarize, write_plots
+
+    check_runs(run_dirs)
+    rows = [summarize(r) for r in run_dirs]
+    if plots:
+        for r in run_dirs:
+            write_plots(r)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("run", "model", "options (non-default)", "steps", "time", "final losses", "FID")
+    for r in rows:
+        opts = ", ".join(f"{k}={v}" for k, v in _non_default_options(r["model"], r["options"]).items())
+        losses = "  ".join(f"{k} {v:.4g}" for k, v in r["final"].items())
+        fid = "  ".join(f"{k} {v:.2f}" for k, v in (r["fid"] or {}).items()) or "-"
+        wall = f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] is not None else "-"
+        table.add_row(r["run"], r["model"], opts, str(r["steps"]), wall, losses, fid)
+    out_console.print(table)
 
 
 # -- entry point --------------------------------------------------------------------------

@@ -92,7 +92,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False,
                  registry: Registry | None = None, console: Console | None = None, progress: bool = True):
         self.registry = registry or get_registry()
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self.show_progress = progress
         self.resume = resume
         self.spec = self.registry.spec(config.model)
@@ -298,10 +298,21 @@ class Trainer:
             raise err
         if state.step % cfg.sample_every != 0:
             self._save_grids(model, state.step, noise, real)
+        self._plot()
         summary = {"steps": state.step, "epoch": state.epoch, "wall_time_s": round(state.elapsed, 3),
                    "run_dir": str(self.run.path), "last": self._last_record}
         self.model = model
         return summary
+
+    def _plot(self) -> None:
+        """Figures are a convenience: a plotting failure is reported, never fatal."""
+        from .report import write_plots
+
+        try:
+            write_plots(self.run.path)
+        except Exception as exc:  # noqa: BLE001
+            self.console.print(f"[yellow]plots not written ({type(exc).__name__}: {exc}); "
+                               f"retry with `gentk report {self.run.path}`[/yellow]")
 
     def _step(self, model, phases, optimizers, state, train: DeviceImages, stream: BatchStream) -> dict:
         values: dict = {}

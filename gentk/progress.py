@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
@@ -31,3 +33,21 @@ class TrainProgress:
         keys = [k for k in record if k.endswith("loss") or k in ("kl", "beta")][:4]
         text = "  ".join(f"{k} {record[k]:.4g}" for k in keys if isinstance(record[k], (int, float)))
         self._progress.update(self._task, losses=text)
+
+
+@contextmanager
+def simple_progress(total: int, label: str, enabled: bool = True, console: Console | None = None):
+    """A bar with a count and items/s; yields ``advance(n)``."""
+    progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
+                        TimeRemainingColumn(), console=console or Console(stderr=True, soft_wrap=True), disable=not enabled)
+    task = progress.add_task(label, total=total, rate="")
+
+    def advance(n: int) -> None:
+        progress.update(task, advance=n)
+        speed = progress.tasks[0].speed
+        if speed:
+            progress.update(task, rate=f"{speed:.1f} img/s")
+
+    with progress:
+        yield advance

@@ -40,6 +40,7 @@ def tiny_data(tmp_path_factory) -> str:
 def isolated(tmp_path, monkeypatch):
     """Each test gets its own GENTK_HOME, no network downloads, and a fresh plugin registry."""
     monkeypatch.setenv("GENTK_HOME", str(tmp_path / "gentk-home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setenv("GENTK_OFFLINE", "1")
     monkeypatch.delenv("GENTK_LOAD_PLUGINS", raising=False)
     monkeypatch.delenv("GENTK_DEBUG", raising=False)

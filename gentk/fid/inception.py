@@ -1,0 +1,91 @@
+"""pytorch-fid's FID InceptionV3 (pool3, 2048-d), built from weights we supply, and fast feature extraction."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from pytorch_fid import inception as pfi
+
+from ..progress import simple_progress
+
+FEATURE_DIMS = 2048
+
+
+@contextmanager
+def _weights_from(state_dict):
+    """pytorch-fid loads its weights with a URL download; hand it ours instead."""
+    original = pfi.load_state_dict_from_url
+    pfi.load_state_dict_from_url = lambda *args, **kwargs: state_dict
+    try:
+        yield
+    finally:
+        pfi.load_state_dict_from_url = original
+
+
+#: Feature sizes pytorch-fid offers (its --dims): the outputs of its four blocks.
+DIMS_CHOICES = tuple(sorted(pfi.InceptionV3.BLOCK_INDEX_BY_DIM))
+
+
+def build_inception(state_dict, resize_input: bool = True, normalize_input: bool = True,
+                    dims: int = FEATURE_DIMS) -> pfi.InceptionV3:
+    with _weights_from(state_dict):
+        model = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[dims]],
+                                resize_input=resize_input, normalize_input=normalize_input)
+    return model.eval()
+
+
+def basic_conv_prefixes() -> list[str]:
+    """State-dict prefixes of the FID Inception's BasicConv2d units, in registration order.
+
+    pytorch-fid's FID blocks subclass torchvision's and change only forward(),
+    so torchvision's Inception3 has the same units under the same names.
+    """
+    from torchvision.models.inception import BasicConv2d, Inception3
+
+    net = Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    return [name for name, mod in net.named_modules() if isinstance(mod, BasicConv2d)]
+
+
+class FeatureExtractor:
+    """uint8 images (N, C, H, W) -> pool3 features (N, 2048) as float64, as pytorch-fid computes them.
+
+    pytorch-fid reads each PNG with PIL, converts it to RGB and divides by 255;
+    the network resizes to 299x299 and maps to [-1, 1]. We do the same from
+    uint8 tensors, batched, under inference_mode, in channels_last.
+    """
+
+    def __init__(self, weights, device: torch.device, batch_size: int = 200, precision: str = "fp32",
+                 progress: bool = True, dims: int = FEATURE_DIMS):
+        self.weights = weights
+        self.dims = dims
+        self.device = device
+        self.batch_size = batch_size
+        self.precision = precision
+        self.progress = progress
+        self.model = build_inception(weights.state_dict, dims=dims).to(device).to(memory_format=torch.channels_last)
+        self.images_per_second = None
+
+    def __call__(self, images: torch.Tensor, label: str = "features") -> np.ndarray:
+        n = images.shape[0]
+        out = np.empty((n, self.dims), dtype=np.float64)
+        started = time.perf_counter()
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        with torch.inference_mode(), autocast, simple_progress(n, label, self.progress) as advance:
+            for start in range(0, n, self.batch_size):
+                batch = images[start:start + self.batch_size].to(self.device, non_blocking=True)
+                x = batch.float().div_(255)
+                if x.shape[1] == 1:
+                    x = x.expand(-1, 3, -1, -1)
+                x = x.contiguous(memory_format=torch.channels_last)
+                # pytorch-fid pools blocks smaller than pool3 to 1x1 the same way.
+                feats = self.model(x)[0]
+                if feats.shape[2:] != (1, 1):
+                    feats = torch.nn.functional.adaptive_avg_pool2d(feats, (1, 1))
+                feats = feats.flatten(1)
+                out[start:start + batch.shape[0]] = feats.float().cpu().numpy()
+                advance(batch.shape[0])
+        self.images_per_second = n / max(time.perf_counter() - started, 1e-9)
+        return out

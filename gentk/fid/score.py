@@ -1,0 +1,181 @@
+"""FID of a run against its dataset's test split, or between two folders / .npz statistics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from .. import __version__
+from ..config import resolve_device
+from ..data import fit_images, load_dataset
+from ..data.cache import gentk_home
+from ..data.folder import read_images
+from ..errors import DataError, UsageError
+from ..fsutil import atomic_write_text
+from ..images import to_uint8
+from .inception import DIMS_CHOICES, FEATURE_DIMS, FeatureExtractor
+from .stats import Stats, frechet_distance, load_stats, save_stats, singular_warning, stats_from_features
+from .weights import resolve_weights
+
+# pytorch-fid's own list; like it, a folder is read without recursion.
+FID_IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class FidSettings:
+    device: str = "auto"
+    batch_size: int = 200
+    precision: str = "fp32"
+    weights: str | None = None
+    dims: int = FEATURE_DIMS
+    progress: bool = True
+    console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.dims not in DIMS_CHOICES:
+            raise UsageError(f"--dims must be one of {', '.join(map(str, DIMS_CHOICES))} (got {self.dims})")
+        if self.precision not in ("fp32", "bf16"):
+            raise UsageError(f"--precision must be fp32 or bf16 (got {self.precision!r})")
+
+
+def _extractor(settings: FidSettings) -> FeatureExtractor:
+    settings.validate()
+    weights = resolve_weights(settings.weights)
+    return FeatureExtractor(weights, resolve_device(settings.device), settings.batch_size,
+                            settings.precision, settings.progress, settings.dims)
+
+
+# -- folders and .npz --------------------------------------------------------------------
+
+def folder_images(folder: Path) -> tuple[torch.Tensor, int]:
+    """uint8 images of a folder (not recursive, pytorch-fid's suffixes) and the count of skipped files."""
+    if not folder.is_dir():
+        raise DataError(f"{folder} is neither a folder of images nor a .npz of statistics")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    images = [p for p in files if p.suffix.lower() in FID_IMAGE_SUFFIXES]
+    if not images:
+        raise DataError(f"{folder} holds no images ({', '.join(sorted(FID_IMAGE_SUFFIXES))})")
+    return torch.from_numpy(read_images(images)), len(files) - len(images)
+
+
+def path_stats(path: Path, extract: FeatureExtractor | None, settings: FidSettings) -> tuple[Stats, dict]:
+    if path.suffix == ".npz" and not path.is_dir():
+        stats = load_stats(path)
+        return stats, {"path": str(path), "kind": "npz", "count": stats.count}
+    images, skipped = folder_images(path)
+    if images.shape[0] < 2:
+        raise UsageError(f"FID needs at least 2 images; {path} has {images.shape[0]}")
+    if skipped:
+        settings.console.print(f"[yellow]{path}: skipped {skipped} non-image file(s)[/yellow]")
+    stats = stats_from_features(extract(images, label=path.name or str(path)))
+    return stats, {"path": str(path), "kind": "folder", "count": stats.count, "skipped": skipped}
+
+
+def fid_of_paths(paths: list[str], settings: FidSettings, save_to: str | None = None) -> dict:
+    paths = [Path(p) for p in paths]
+    need_net = any(not (p.suffix == ".npz" and not p.is_dir()) for p in paths)
+    extract = _extractor(settings) if need_net else None
+    results = [path_stats(p, extract, settings) for p in paths]
+    out = {"inputs": [info for _, info in results], "feature_dims": settings.dims, "gentk_version": __version__}
+    if extract is not None:
+        out["weights"] = extract.weights.record()
+    if save_to is not None:
+        if len(paths) != 1:
+            raise UsageError("--save-stats takes one input path")
+        save_stats(Path(save_to), results[0][0])
+        out["saved"] = save_to
+        return out
+    if len(paths) != 2:
+        raise UsageError("give two paths to compare (folders of images or .npz statistics), or one run dir")
+    (a, _), (b, _) = results
+    notes: list[str] = []
+    out["fid"] = frechet_distance(a, b, notes)
+    notes += [w for w in (singular_warning(a.count, a.dims), singular_warning(b.count, b.dims)) if w]
+    out["warnings"] = list(dict.fromkeys(notes))
+    return out
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+def reference_stats(images: torch.Tensor, name: str, extract: FeatureExtractor, console: Console) -> tuple[Stats, str]:
+    """Statistics of a reference split, cached by its pixels and the weights' hash."""
+    digest = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]
+    size = images.shape[-1]
+    path = gentk_home() / "fid" / (f"ref-{name}-{size}px-{images.shape[0]}-{digest}-"
+                                       f"d{extract.dims}-w{extract.weights.sha256[:12]}.npz")
+    if path.is_file():
+        try:
+            return load_stats(path), str(path)
+        except DataError:
+            console.print(f"[yellow]cached reference statistics {path} are damaged; computing them again[/yellow]")
+    stats = stats_from_features(extract(images, label=f"reference {name}"))
+    save_stats(path, stats)
+    return stats, str(path)
+
+
+def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10000,
+               num_reference: int | None = None, checkpoint: str | None = None, seed: int = 0) -> dict:
+    from ..sampling import load_run
+
+    if num_samples < 2:
+        raise UsageError(f"--num-samples must be at least 2 (got {num_samples})")
+    started = time.perf_counter()
+    extract = _extractor(settings)
+    loaded = load_run(run_dir, checkpoint, device=str(extract.device))
+    model, cfg = loaded.model, loaded.config
+    dataset = load_dataset(cfg.data, cfg.data_root)
+    reference = fit_images(dataset.test, model.image_size, model.channels, model.fit)
+    if num_reference is not None:
+        if num_reference < 2:
+            raise UsageError(f"--num-reference must be at least 2 (got {num_reference})")
+        reference = reference[:num_reference]
+    name = f"folder-{Path(cfg.data[len('folder:'):]).name}" if cfg.data.startswith("folder:") else cfg.data
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
+    ref_stats, ref_path = reference_stats(reference, f"{slug}-test", extract, settings.console)
+
+    notes: list[str] = []
+    samples = to_uint8(loaded.sample(num_samples, seed=seed))
+    scores = {"samples": frechet_distance(stats_from_features(extract(samples, label="samples")), ref_stats, notes)}
+    counts = {"samples": num_samples}
+    if hasattr(model, "reconstruct"):
+        real = reference[:num_samples]
+        recon = _reconstruct(model, real, extract.device, settings.batch_size)
+        scores["reconstructions"] = frechet_distance(stats_from_features(extract(recon, label="reconstructions")),
+                                                     ref_stats, notes)
+        counts["reconstructions"] = int(real.shape[0])
+    notes += [w for c in (*counts.values(), ref_stats.count) if (w := singular_warning(c, settings.dims))]
+    warnings = list(dict.fromkeys(notes))
+    result = {
+        "scores": scores,
+        "counts": counts,
+        "reference": {"dataset": cfg.data, "split": "test", "images": ref_stats.count,
+                      "image_size": model.image_size, "channels": model.channels, "stats_cache": ref_path},
+        "feature_dims": settings.dims,
+        "weights": extract.weights.record(),
+        "checkpoint": loaded.checkpoint, "step": loaded.step, "seed": seed,
+        "device": str(extract.device), "precision": settings.precision,
+        "time_s": round(time.perf_counter() - started, 2),
+        "gentk_version": __version__,
+        "warnings": warnings,
+    }
+    atomic_write_text(Path(run_dir) / "fid.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+@torch.no_grad()
+def _reconstruct(model, real_uint8: torch.Tensor, device, batch_size: int) -> torch.Tensor:
+    out = []
+    for start in range(0, real_uint8.shape[0], batch_size):
+        x = real_uint8[start:start + batch_size].to(device).float() / 255
+        if model.value_range == "symmetric":
+            x = x * 2 - 1
+        out.append(to_uint8(model.to_unit(model.reconstruct(x)).float().cpu()))
+    return torch.cat(out)

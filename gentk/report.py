@@ -1,0 +1,193 @@
+"""Plots of a run (losses, KL and beta, samples over training) and a side-by-side table of runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from .checkpoint import latest_intact, list_checkpoints, read_sidecar
+from .errors import RunDirError
+from .fsutil import atomic_write_bytes
+from .runs import RunDir
+
+STRIP_GRIDS = 6
+_SAMPLE = re.compile(r"^samples-(\d+)\.png$")
+
+
+def _is_loss_key(key: str) -> bool:
+    tail = key.rsplit("_", 1)[-1]
+    return key.endswith("loss") or tail in ("recon", "kl", "gan", "rotation", "wasserstein")
+
+
+def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    train = [r for r in rows if r.get("split", "train") == "train"]
+    held_out = [r for r in rows if r.get("split") == "test"]
+    return train, held_out
+
+
+def epoch_means(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """Mean of ``key`` per epoch, placed at the last step of the epoch."""
+    sums, counts, last = defaultdict(float), defaultdict(int), {}
+    for r in rows:
+        value = r.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            sums[r["epoch"]] += value
+            counts[r["epoch"]] += 1
+            last[r["epoch"]] = r["step"]
+    epochs = sorted(sums)
+    return [last[e] for e in epochs], [sums[e] / counts[e] for e in epochs]
+
+
+def _figure_bytes(fig) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def plot_losses(rows: list[dict], title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, held_out = split_rows(rows)
+    keys = [k for k in (train[-1] if train else {}) if _is_loss_key(k)]
+    if not keys:
+        return None
+    cols = min(3, len(keys))
+    nrows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        steps = [r["step"] for r in train if key in r]
+        ax.plot(steps, [r[key] for r in train if key in r], lw=0.6, alpha=0.45, label="per step")
+        ex, ey = epoch_means(train, key)
+        if len(ex) > 0:
+            ax.plot(ex, ey, "o-", ms=3, lw=1.5, label="epoch mean")
+        held = [(r["step"], r[key]) for r in held_out if key in r]
+        if held:
+            ax.plot(*zip(*held), "s--", ms=3, lw=1.2, label="held-out")
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_kl_beta(rows: list[dict], title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, _ = split_rows(rows)
+    train = [r for r in train if "kl" in r and "beta" in r]
+    if not train or not any("target_kl" in r for r in train):
+        return None
+    steps = [r["step"] for r in train]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    top.plot(steps, [r["kl"] for r in train], lw=0.7, label="batch KL")
+    top.plot(steps, [r.get("target_kl") for r in train], "k--", lw=1.2, label="target")
+    top.set_ylabel("KL")
+    top.legend(fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.plot(steps, [r["beta"] for r in train], color="tab:red", lw=0.9)
+    bottom.set_ylabel("beta")
+    bottom.set_xlabel("step")
+    bottom.grid(alpha=0.3)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_sample_strip(samples_dir: Path, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    grids = sorted((int(m.group(1)), p) for p in samples_dir.glob("samples-*.png") if (m := _SAMPLE.match(p.name)))
+    if not grids:
+        return None
+    if len(grids) > STRIP_GRIDS:
+        picks = [round(i * (len(grids) - 1) / (STRIP_GRIDS - 1)) for i in range(STRIP_GRIDS)]
+        grids = [grids[i] for i in picks]
+    fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 2.9), squeeze=False)
+    for ax, (step, path) in zip(axes.flat, grids):
+        with Image.open(path) as img:
+            ax.imshow(img.convert("L"), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"step {step}", fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title)
+    return fig
+
+
+def write_plots(run_dir: str | Path) -> list[Path]:
+    """(Re)write plots/losses.png, plots/kl_beta.png (KL-controlled models) and plots/samples.png."""
+    import matplotlib.pyplot as plt
+
+    run = RunDir(run_dir)
+    config = run.read_config()
+    rows = run.read_metrics()
+    title = f"{config['model']} - {run.path.name}"
+    written = []
+    for name, fig in (("losses.png", plot_losses(rows, title)), ("kl_beta.png", plot_kl_beta(rows, title)),
+                      ("samples.png", plot_sample_strip(run.samples, title))):
+        if fig is None:
+            continue
+        path = run.plots / name
+        atomic_write_bytes(path, _figure_bytes(fig))
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def summarize(run_dir: str | Path) -> dict:
+    """One row of the comparison table: model, non-default options, steps, time, final losses, FID."""
+    run = RunDir(run_dir)
+    config = run.read_config()
+    train, held_out = split_rows(run.read_metrics())
+    last = train[-1] if train else {}
+    steps, elapsed = 0, None
+    names = list_checkpoints(run.checkpoints)
+    if names:
+        try:
+            meta = read_sidecar(run.checkpoints / f"{names[0]}.json")
+            steps, elapsed = meta["step"], meta.get("state", {}).get("elapsed")
+        except Exception:  # noqa: BLE001 - a damaged sidecar: fall back to a full check
+            ckpt, _ = latest_intact(run.checkpoints)
+            if ckpt is not None:
+                steps, elapsed = ckpt.meta["step"], ckpt.meta.get("state", {}).get("elapsed")
+    fid = None
+    fid_path = run.path / "fid.json"
+    if fid_path.is_file():
+        try:
+            fid = json.loads(fid_path.read_text()).get("scores")
+        except (OSError, ValueError, AttributeError):
+            fid = None
+    return {
+        "run": str(run.path),
+        "model": config.get("model"),
+        "options": config.get("options", {}),
+        "epochs": config.get("epochs"),
+        "batch_size": config.get("batch_size"),
+        "lr": config.get("lr"),
+        "steps": steps,
+        "wall_time_s": elapsed,
+        "final": {k: v for k, v in last.items() if _is_loss_key(k)},
+        "held_out": {k: v for k, v in (held_out[-1] if held_out else {}).items() if _is_loss_key(k)},
+        "fid": fid,
+    }
+
+
+def check_runs(run_dirs) -> None:
+    for path in run_dirs:
+        if not (Path(path) / "config.json").is_file():
+            raise RunDirError(f"{path} is not a gentk run (no config.json)")

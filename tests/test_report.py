@@ -1,0 +1,37 @@
+"""gentk report: the comparison table, JSON rows, regenerated plots, epoch means."""
+
+import json
+
+from PIL import Image
+
+from gentk.engine import train
+from gentk.report import epoch_means
+
+
+def test_epoch_means():
+    rows = [{"step": 1, "epoch": 0, "loss": 1.0}, {"step": 2, "epoch": 0, "loss": 3.0},
+            {"step": 3, "epoch": 1, "loss": 5.0}]
+    assert epoch_means(rows, "loss") == ([2, 3], [2.0, 5.0])
+
+
+def test_report_compares_runs_and_redraws_plots(gentk_cli, tmp_path, tiny_data):
+    common = dict(data=tiny_data, device="cpu", progress=False, batch_size=8)
+    train("controlvae", tmp_path / "a", max_steps=3, target_kl=5.0, **common)
+    train("gan", tmp_path / "b", max_steps=2, **common)
+    (tmp_path / "a" / "plots" / "kl_beta.png").unlink()
+    result = gentk_cli("report", tmp_path / "a", tmp_path / "b", "--json")
+    assert result.code == 0, result
+    rows = json.loads(result.out)
+    assert [r["model"] for r in rows] == ["controlvae", "gan"]
+    assert rows[0]["steps"] == 3 and rows[1]["steps"] == 2
+    assert rows[0]["options"]["target_kl"] == 5.0
+    assert set(rows[1]["final"]) == {"discriminator_loss", "generator_loss"}
+    assert rows[0]["wall_time_s"] > 0
+    assert Image.open(tmp_path / "a" / "plots" / "kl_beta.png").size[0] > 100
+    table = gentk_cli("report", tmp_path / "a", tmp_path / "b", "--no-plots")
+    assert table.code == 0 and "controlvae" in table.out and "gan" in table.out
+
+
+def test_report_of_a_non_run(gentk_cli, tmp_path):
+    result = gentk_cli("report", tmp_path)
+    assert result.code == 1 and "not a gentk run" in result.err
