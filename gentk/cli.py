@@ -47,6 +47,8 @@ CORE_OPTIONS = [
     ("--keep-checkpoints", dict(type=int, default=3, show_default=True, help="How many recent checkpoints to keep.")),
     ("--log-every", dict(type=int, default=10, show_default=True, help="Write buffered metrics every N steps (one row per step).")),
     ("--eval-limit", dict(type=int, default=None, help="Use at most N held-out images for per-epoch evaluation (default: all).")),
+    ("--on-nan", dict(type=click.Choice(["stop", "skip"]), default="stop", show_default=True,
+                      help="On a NaN/inf loss: stop (last checkpoint kept) or skip the step (counted in metrics).")),
     ("--progress/--no-progress", dict(default=True, show_default=True, help="Show a progress bar.")),
 ]
 
@@ -82,7 +84,8 @@ def _model_command(name: str) -> click.Command:
         explicit = {k: v for k, v in kwargs.items()
                     if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
         # Core settings without a model default always apply on a fresh run.
-        for key in ("device", "seed", "data", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every"):
+        for key in ("device", "seed", "data", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every",
+                    "on_nan"):
             if not kwargs["resume"]:
                 explicit.setdefault(key, kwargs[key])
         run_dir = explicit.pop("run_dir", None)
@@ -216,7 +219,7 @@ def _non_default_options(model: str, options: dict) -> dict:
 @click.option("--checkpoint", default=None, help="Checkpoint of a run (default: the latest intact one).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling noise.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--batch-size", type=int, default=200, show_default=True, help="Images per Inception batch.")
+@click.option("--batch-size", type=int, default=50, show_default=True, help="Images per Inception batch.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="Inception arithmetic; bf16 is faster on GPUs but not pytorch-fid's number (see docs/fid.md).")
 @click.option("--weights", type=click.Path(), default=None,

@@ -27,6 +27,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     eval_limit: int | None = None
+    on_nan: str = "stop"
 
     def validate(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "sample_every": self.sample_every,
@@ -41,6 +42,8 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
         if not self.lr > 0:
             raise UsageError(f"--lr must be positive (got {self.lr})")
+        if self.on_nan not in ("stop", "skip"):
+            raise UsageError(f"--on-nan must be stop or skip (got {self.on_nan!r})")
         if not 0 < self.data_fraction <= 1:
             raise UsageError(f"--data-fraction must be in (0, 1] (got {self.data_fraction})")
 

@@ -29,7 +29,7 @@ from .model import GenerativeModel, ModelSpec, Phase
 from .options import build_options, option_defaults, options_dict
 from .plugins import Registry, get_registry
 from .progress import TrainProgress
-from .runs import RunDir
+from .runs import LOCK, RunDir
 from .state import TrainState
 
 GRID_SAMPLES = 64
@@ -97,9 +97,11 @@ class Trainer:
         self.resume = resume
         self.spec = self.registry.spec(config.model)
         config.validate()
+        self.device = resolve_device(config.device)  # refuse a bad --device before touching the run dir
         self.config = config
         self.run = RunDir(run_dir)
         self._pending: list[tuple[int, int, dict]] = []
+        self._key_phase: dict[str, str] = {}
         self._last_record: dict = {}
 
     # -- set-up -----------------------------------------------------------------
@@ -112,11 +114,16 @@ class Trainer:
             if diffs:
                 raise ConfigMismatchError(f"{run.path} was trained with other settings: {'; '.join(diffs)}; "
                                           "drop them to resume, or start a new --run-dir")
-        elif run.path.exists() and any(run.path.iterdir()):
+        elif run.path.exists() and not run.path.is_dir():
+            raise RunDirError(f"--run-dir {run.path} is a file, not a folder")
+        elif run.path.exists() and any(p.name != LOCK for p in run.path.iterdir()):
             raise RunDirError(f"{run.path} already exists; pass --resume to continue it, "
                               "or choose another --run-dir")
-        run.lock()
-        run.write_config(dict(asked, gentk_version=__version__))
+        try:
+            run.lock()
+            run.write_config(dict(asked, gentk_version=__version__))
+        except OSError as exc:
+            raise RunDirError(f"cannot write the run directory {run.path}: {exc.strerror or exc}") from exc
 
     def _load_data(self, model: GenerativeModel, device: torch.device):
         cfg = self.config
@@ -191,8 +198,10 @@ class Trainer:
                 if isinstance(value, float) and not math.isfinite(value) and key.endswith("loss"):
                     self._pending = []
                     self._write_lines(lines)
-                    raise NonFiniteLoss(f"step {step}: {key} is {value}; stopped, the last checkpoint "
-                                        f"(step {self._last_checkpoint}) is intact")
+                    phase = self._key_phase.get(key, "?")
+                    raise NonFiniteLoss(f"step {step}, phase {phase!r}: {key} is {value}; stopped. The last checkpoint "
+                                        f"(step {self._last_checkpoint}) is intact; lower --lr, or "
+                                        "pass --on-nan skip to skip such steps")
             lines.append(json.dumps(record))
             self._last_record = record
         self._pending = []
@@ -237,7 +246,7 @@ class Trainer:
 
     def _train(self) -> dict:
         cfg = self.config
-        device = resolve_device(cfg.device)
+        device = self.device
         torch.manual_seed(cfg.seed)
         model = build_model(self.registry, self.spec, cfg.options).to(device)
         model.train()
@@ -327,6 +336,12 @@ class Trainer:
                 if out is None or "loss" not in out:
                     raise PluginError(f"no plugin returned a loss for model {self.spec.name!r}, "
                                       f"phase {phase.name!r}")
+                if self.config.on_nan == "skip" and not torch.isfinite(out["loss"]):
+                    # --on-nan skip reads the loss every step (a device sync) to drop bad updates.
+                    opt.zero_grad(set_to_none=True)
+                    state.skipped_nonfinite += 1
+                    values["skipped_nonfinite"] = state.skipped_nonfinite
+                    continue
                 out["loss"].backward()
                 opt.step()
                 self.registry.call("on_step", model=model, phase=phase.name, state=state, metrics=out)
@@ -336,6 +351,7 @@ class Trainer:
             for key, value in sums.items():
                 name = f"{phase.name}_{key}" if multi else key
                 values[name] = value / phase.repeat if phase.repeat > 1 else value
+                self._key_phase[name] = phase.name
         return values
 
 

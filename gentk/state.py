@@ -16,6 +16,7 @@ class TrainState:
         self.beta = 1.0
         self.extra: dict = {}
         self.elapsed = 0.0
+        self.skipped_nonfinite = 0
         self.batch_size = batch_size
         self.device = device
         self._adjust = adjust
@@ -30,7 +31,7 @@ class TrainState:
 
     def to_json(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "beta": self.beta,
-                "extra": self.extra, "elapsed": self.elapsed}
+                "extra": self.extra, "elapsed": self.elapsed, "skipped_nonfinite": self.skipped_nonfinite}
 
     def load_json(self, data: dict) -> None:
         self.step = int(data["step"])
@@ -38,3 +39,4 @@ class TrainState:
         self.beta = float(data["beta"])
         self.extra = dict(data.get("extra") or {})
         self.elapsed = float(data.get("elapsed", 0.0))
+        self.skipped_nonfinite = int(data.get("skipped_nonfinite", 0))

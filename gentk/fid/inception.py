@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -67,25 +68,45 @@ class FeatureExtractor:
         self.progress = progress
         self.model = build_inception(weights.state_dict, dims=dims).to(device).to(memory_format=torch.channels_last)
         self.images_per_second = None
+        self._frozen = None
+        self._fast_cpu = device.type == "cpu" and precision == "fp32"
+
+    def _network(self, example: torch.Tensor):
+        """On the CPU, a traced and frozen graph: batch norm folded into the convolutions and
+        oneDNN fusions, about 1.3x the eager speed for the same float32 features (to ~1e-5)."""
+        if not self._fast_cpu:
+            return self.model
+        if self._frozen is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._frozen = torch.jit.freeze(torch.jit.trace(self.model, example[:2]).eval())
+            except Exception:  # noqa: BLE001 - tracing is an optimisation; eager always works
+                self._fast_cpu = False
+                return self.model
+        return self._frozen
+
+    def _prepare(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.to(self.device, non_blocking=True).float().div_(255)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return x.contiguous(memory_format=torch.channels_last)
 
     def __call__(self, images: torch.Tensor, label: str = "features") -> np.ndarray:
         n = images.shape[0]
         out = np.empty((n, self.dims), dtype=np.float64)
         started = time.perf_counter()
+        with torch.no_grad():  # tracing must happen outside inference mode
+            net = self._network(self._prepare(images[:2]))
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode(), autocast, simple_progress(n, label, self.progress) as advance:
             for start in range(0, n, self.batch_size):
-                batch = images[start:start + self.batch_size].to(self.device, non_blocking=True)
-                x = batch.float().div_(255)
-                if x.shape[1] == 1:
-                    x = x.expand(-1, 3, -1, -1)
-                x = x.contiguous(memory_format=torch.channels_last)
+                x = self._prepare(images[start:start + self.batch_size])
                 # pytorch-fid pools blocks smaller than pool3 to 1x1 the same way.
-                feats = self.model(x)[0]
+                feats = net(x)[0]
                 if feats.shape[2:] != (1, 1):
                     feats = torch.nn.functional.adaptive_avg_pool2d(feats, (1, 1))
-                feats = feats.flatten(1)
-                out[start:start + batch.shape[0]] = feats.float().cpu().numpy()
-                advance(batch.shape[0])
+                out[start:start + x.shape[0]] = feats.flatten(1).float().cpu().numpy()
+                advance(x.shape[0])
         self.images_per_second = n / max(time.perf_counter() - started, 1e-9)
         return out

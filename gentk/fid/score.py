@@ -30,7 +30,7 @@ FID_IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", "
 @dataclass
 class FidSettings:
     device: str = "auto"
-    batch_size: int = 200
+    batch_size: int = 50
     precision: str = "fp32"
     weights: str | None = None
     dims: int = FEATURE_DIMS

@@ -1,0 +1,97 @@
+"""More bad input: each gives one line, a non-zero exit, no traceback, and changes nothing."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gentk.engine import train
+
+from conftest import TINY_TRAIN, python_gentk
+
+
+def _one_line(result, code):
+    assert result.code == code, result
+    lines = [l for l in result.err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, code, expected", [
+    (["--device", "cuda:7"], 2, "--device"),
+    (["--device", "tpu"], 2, "--device 'tpu'"),
+    (["--lr", "0"], 2, "--lr must be positive"),
+    (["--lr", "-1e-3"], 2, "--lr must be positive"),
+    (["--data-fraction", "1.5"], 2, "--data-fraction must be in (0, 1]"),
+    (["--batch-size", "0"], 2, "--batch-size must be at least 1"),
+    (["--max-steps", "0"], 2, "--max-steps must be at least 1"),
+    (["--checkpoint-every", "0"], 2, "--checkpoint-every must be at least 1"),
+    (["--no-such-option"], 2, "No such option"),
+    (["--on-nan", "ignore"], 2, "'ignore' is not one of"),
+])
+def test_bad_train_options(gentk_cli, tmp_path, tiny_data, args, code, expected):
+    run = tmp_path / "r"
+    line = _one_line(gentk_cli("train", "vae", "--data", tiny_data, "--run-dir", run, "--no-progress", *args), code)
+    assert expected in line
+    assert not run.exists()
+
+
+def test_unknown_preset(gentk_cli):
+    assert "'fast' is not 'paper'" in _one_line(gentk_cli("train", "ssgan", "--preset", "fast"), 2)
+
+
+def test_run_dir_that_is_a_file(gentk_cli, tmp_path, tiny_data):
+    path = tmp_path / "file"
+    path.write_text("keep me")
+    line = _one_line(gentk_cli("train", "vae", "--data", tiny_data, "--run-dir", path, *TINY_TRAIN), 1)
+    assert "is a file" in line and path.read_text() == "keep me"
+
+
+def test_sample_count_must_be_positive(gentk_cli, tmp_path, tiny_data):
+    train("vae", tmp_path / "r", max_steps=1, batch_size=8, data=tiny_data, device="cpu", progress=False)
+    assert "-n must be at least 1" in _one_line(gentk_cli("sample", tmp_path / "r", "-n", "0", "-o", tmp_path / "o"), 2)
+
+
+def test_sample_with_escaping_checkpoint_name(gentk_cli, tmp_path, tiny_data):
+    train("vae", tmp_path / "r", max_steps=1, batch_size=8, data=tiny_data, device="cpu", progress=False)
+    line = _one_line(gentk_cli("sample", tmp_path / "r", "--checkpoint", "../../etc/passwd", "-o", tmp_path / "o"), 1)
+    assert "not a checkpoint name" in line
+
+
+def test_all_checkpoints_damaged(gentk_cli, tmp_path, tiny_data):
+    run = tmp_path / "r"
+    train("vae", run, max_steps=2, checkpoint_every=1, batch_size=8, data=tiny_data, device="cpu", progress=False)
+    for path in (run / "checkpoints").glob("*.safetensors"):
+        path.write_bytes(b"garbage")
+    result = gentk_cli("train", "vae", "--run-dir", run, "--resume", "--max-steps", "3", "--no-progress")
+    assert result.code == 1 and "no intact checkpoint" in result.err and "Traceback" not in result.err
+
+
+def test_corrupt_config_json(gentk_cli, tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text("{ this is not json")
+    line = _one_line(gentk_cli("train", "vae", "--run-dir", run, "--resume"), 1)
+    assert "config.json is not readable JSON" in line
+    assert "config.json is not readable JSON" in _one_line(gentk_cli("sample", run, "-o", tmp_path / "o"), 1)
+
+
+def test_installed_broken_plugin_end_to_end(tmp_path, tiny_data):
+    """A real distribution on sys.path whose entry point cannot import: listed, and nothing else breaks."""
+    site = tmp_path / "site"
+    dist = site / "gentk_broken_plugin-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: gentk-broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[gentk]\nbroken = gentk_broken_plugin_module\n")
+    (site / "gentk_broken_plugin_module.py").write_text("raise ImportError('this plugin is broken on purpose')\n")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    listing = subprocess.run(python_gentk() + ["plugins", "--json"], capture_output=True, text=True, env=env)
+    assert listing.returncode == 0, listing.stderr
+    rows = {r["name"]: r for r in json.loads(listing.stdout)}
+    assert rows["broken"]["distribution"] == "gentk-broken-plugin" and rows["broken"]["version"] == "1.0"
+    assert "this plugin is broken on purpose" in rows["broken"]["error"]
+    run = subprocess.run(python_gentk() + ["train", "vae", "--max-steps", "1", "--data", tiny_data, "--run-dir",
+                                           str(tmp_path / "r"), *TINY_TRAIN], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
