@@ -9,7 +9,8 @@ One process run, same machine, same folders, same Inception weights file:
 4. times `gentk fid RUN_DIR` twice with an empty reference cache: the first
    computes the test-split statistics, the second (another sample seed, as a
    second run would) finds them cached and extracts only its own samples;
-5. prints the times, the ratios and every FID, and appends a JSON row to
+5. times `gentk fid A B --precision bf16` (its deviation from fp32);
+6. prints the times, the ratios and every FID, and appends a JSON row to
    benchmarks/results/fid_speed.jsonl.
 
 Usage: python benchmarks/fid_speed.py RUN_DIR [--num-images 2100]
@@ -85,6 +86,7 @@ def main() -> None:
         t_run1, out_run1 = timed(gentk_cmd + [args.run_dir, "--num-samples", str(n), "--num-reference", str(n)], env)
         t_run2, out_run2 = timed(gentk_cmd + [args.run_dir, "--num-samples", str(n), "--num-reference", str(n),
                                               "--seed", "1"], env)
+        t_bf16, out_bf16 = timed(gentk_cmd + [str(a), str(b), "--precision", "bf16"], env)
 
     fid_ref = float(out_ref.strip().split()[-1])
     fid_dirs = json.loads(out_dirs)["fid"]
@@ -98,6 +100,8 @@ def main() -> None:
         "fid_pytorch_fid": fid_ref, "fid_gentk_folders": fid_dirs,
         "relative_difference": abs(fid_dirs - fid_ref) / abs(fid_ref),
         "fid_gentk_run_seed0": run1["scores"]["samples"], "fid_gentk_run_seed1": run2["scores"]["samples"],
+        "gentk_folders_bf16_s": round(t_bf16, 1), "fid_gentk_folders_bf16": json.loads(out_bf16)["fid"],
+        "bf16_relative_deviation": abs(json.loads(out_bf16)["fid"] - fid_dirs) / abs(fid_dirs),
         "weights_sha256": weights.sha256, "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     print(f"images per side        {n}")
@@ -106,6 +110,8 @@ def main() -> None:
     print(f"gentk fid RUN (first)  {t_run1:8.1f} s   FID {run1['scores']['samples']:.6f} (same images as B)")
     print(f"gentk fid RUN (cached) {t_run2:8.1f} s   FID {run2['scores']['samples']:.6f} (seed 1)   "
           f"{t_ref / t_run2:.2f}x")
+    print(f"gentk fid A B --precision bf16 {t_bf16:8.1f} s   FID {row['fid_gentk_folders_bf16']:.6f}   "
+          f"deviation from fp32 {row['bf16_relative_deviation']:.2e} (relative)")
     print(f"relative difference pytorch-fid vs gentk folders: {row['relative_difference']:.2e}")
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)

@@ -7,6 +7,11 @@ override a built-in by answering for the same model.
 
 import pluggy
 
+#: Bumped, and noted in CHANGELOG.md, whenever a hook is added or changes. A hook
+#: argument on its way out is declared with pluggy's ``warn_on_impl_args`` so that
+#: plugins still using it get a warning, not an error, for at least one release.
+HOOKSPEC_VERSION = 1
+
 hookspec = pluggy.HookspecMarker("gentk")
 
 

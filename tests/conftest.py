@@ -5,28 +5,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from gentk.plugins import reset_registry
+from gentk.testing import tiny_image_folder
 
 torch.set_num_threads(2)
 
 
 def make_image_folder(root: Path, n_train: int = 48, n_test: int = 16, size: int = 28, seed: int = 0) -> Path:
     """Small grayscale images of bright rectangles, split into train/ and test/."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("test", n_test)):
-        folder = root / split
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = np.zeros((size, size), dtype=np.uint8)
-            x0, y0 = rng.integers(2, size // 2, size=2)
-            x1, y1 = x0 + rng.integers(4, size // 2), y0 + rng.integers(4, size // 2)
-            img[y0:y1, x0:x1] = rng.integers(128, 256)
-            Image.fromarray(img).save(folder / f"{i:04d}.png")
+    tiny_image_folder(root, n_train, n_test, size, seed)
     return root
 
 

@@ -30,7 +30,7 @@ FID_IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", "
 @dataclass
 class FidSettings:
     device: str = "auto"
-    batch_size: int = 50
+    batch_size: int | None = None  # 8 on the CPU (fits in cache: fastest), 200 on GPUs
     precision: str = "fp32"
     weights: str | None = None
     dims: int = FEATURE_DIMS
@@ -38,7 +38,7 @@ class FidSettings:
     console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
     def validate(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if self.dims not in DIMS_CHOICES:
             raise UsageError(f"--dims must be one of {', '.join(map(str, DIMS_CHOICES))} (got {self.dims})")
@@ -48,8 +48,10 @@ class FidSettings:
 
 def _extractor(settings: FidSettings) -> FeatureExtractor:
     settings.validate()
+    device = resolve_device(settings.device)
+    batch_size = settings.batch_size or (8 if device.type == "cpu" else 200)
     weights = resolve_weights(settings.weights)
-    return FeatureExtractor(weights, resolve_device(settings.device), settings.batch_size,
+    return FeatureExtractor(weights, device, batch_size,
                             settings.precision, settings.progress, settings.dims)
 
 
@@ -147,7 +149,7 @@ def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10
     counts = {"samples": num_samples}
     if hasattr(model, "reconstruct"):
         real = reference[:num_samples]
-        recon = _reconstruct(model, real, extract.device, settings.batch_size)
+        recon = _reconstruct(model, real, extract.device, 500)
         scores["reconstructions"] = frechet_distance(stats_from_features(extract(recon, label="reconstructions")),
                                                      ref_stats, notes)
         counts["reconstructions"] = int(real.shape[0])

@@ -1,0 +1,124 @@
+"""Every hook is documented in docs/plugins.md with its exact signature, and has a test here.
+
+A hook added to gentk/hookspecs.py without a `### name(args)` heading in the
+docs, or without a `test_hook_<name>` function in this file, fails these tests.
+"""
+
+import inspect
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+import gentk
+from gentk import hookspecs
+from gentk.engine import train
+from gentk.plugins import get_registry
+from gentk.testing import registered
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+
+
+def hookspec_signatures() -> dict[str, str]:
+    return {name: f"{name}({', '.join(inspect.signature(fn).parameters)})"
+            for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+            if hasattr(fn, "gentk_spec")}
+
+
+def test_every_hook_is_documented_with_its_signature():
+    headings = set(re.findall(r"^### (\w+\(.*\))\s*$", DOCS.read_text(), flags=re.M))
+    missing = sorted(set(hookspec_signatures().values()) - headings)
+    assert not missing, f"hooks without a '### signature' heading in docs/plugins.md: {missing}"
+    stale = sorted(h for h in headings if h.split("(")[0] not in hookspec_signatures())
+    assert not stale, f"docs/plugins.md documents hooks that do not exist: {stale}"
+
+
+def test_every_hook_has_a_test():
+    tests = {name for name, _ in inspect.getmembers(sys.modules[__name__], inspect.isfunction)}
+    missing = sorted(h for h in hookspec_signatures() if f"test_hook_{h}" not in tests)
+    assert not missing, f"hooks without a test_hook_<name> test in tests/test_hooks.py: {missing}"
+
+
+def test_hookspecs_match_the_plugin_manager():
+    assert set(hookspec_signatures()) == {
+        name for name in dir(get_registry().pm.hook) if not name.startswith("_")}
+
+
+# -- one test per hook ---------------------------------------------------------------------
+
+class Recorder:
+    """A plugin that records the calls it sees for the built-in VAE and changes nothing."""
+
+    def __init__(self):
+        self.calls = []
+
+    @gentk.hookimpl
+    def on_step(self, model, phase, state, metrics):
+        self.calls.append(("on_step", phase, state.step))
+        metrics["recorded"] = 1.0
+
+    @gentk.hookimpl
+    def on_epoch_end(self, model, state, eval_batches):
+        n = sum(batch.shape[0] for batch in eval_batches)
+        self.calls.append(("on_epoch_end", state.epoch, n))
+        return {"recorded_images": n}
+
+
+def test_hook_register_models(gentk_cli):
+    models = get_registry().models()
+    assert {"vae", "controlvae", "gan", "wgan", "ssgan"} <= set(models)
+    spec, plugin = models["gan"]
+    assert plugin == "gan" and spec.defaults.batch_size == 128
+
+
+def test_hook_build_model():
+    from gentk.options import build_options
+
+    spec = get_registry().spec("vae")
+    model = get_registry().call("build_model", name="vae", options=build_options(spec.options, {"dim_z": 3}))
+    assert isinstance(model, gentk.GenerativeModel) and model.options.dim_z == 3
+    assert get_registry().call("build_model", name="not-a-model", options=None) is None
+
+
+def test_hook_compute_loss():
+    from gentk.state import TrainState
+    from gentk_vae import VAEModel, VAEOptions
+
+    model = VAEModel(VAEOptions())
+    state = TrainState(2, torch.device("cpu"))
+    out = get_registry().call("compute_loss", model=model, phase="vae", batch=torch.rand(2, 1, 64, 64), state=state)
+    assert set(out) == {"loss", "recon", "kl", "beta"} and out["loss"].requires_grad
+
+
+def test_hook_on_step(tmp_path, tiny_data):
+    recorder = Recorder()
+    with registered(recorder, "recorder"):
+        summary = train("gan", tmp_path / "r", max_steps=2, batch_size=8, data=tiny_data, device="cpu",
+                        progress=False)
+    assert [c for c in recorder.calls if c[0] == "on_step"] == [
+        ("on_step", "discriminator", 0), ("on_step", "generator", 0),
+        ("on_step", "discriminator", 1), ("on_step", "generator", 1)]
+    assert summary["last"]["generator_recorded"] == 1.0  # metrics added in on_step are logged
+
+
+def test_hook_adjust_beta(tmp_path, tiny_data):
+    class Cyclic:
+        @gentk.hookimpl
+        def adjust_beta(self, model, state, kl):
+            return 0.5 * (state.step % 2)  # a third party overrides the built-in VAE's constant
+
+    with registered(Cyclic(), "cyclic"):
+        train("vae", tmp_path / "r", max_steps=4, batch_size=8, data=tiny_data, device="cpu", progress=False)
+    import json
+
+    rows = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["beta"] for r in rows] == [0.0, 0.5, 0.0, 0.5]
+
+
+def test_hook_on_epoch_end(tmp_path, tiny_data):
+    recorder = Recorder()
+    with registered(recorder, "recorder"):
+        train("gan", tmp_path / "r", epochs=2, batch_size=8, data=tiny_data, device="cpu", progress=False,
+              eval_limit=10)
+    assert [c for c in recorder.calls if c[0] == "on_epoch_end"] == [("on_epoch_end", 1, 10), ("on_epoch_end", 2, 10)]
