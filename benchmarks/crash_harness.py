@@ -1,9 +1,10 @@
 """Kill -9 at random moments, resume, repeat: the result must equal an uninterrupted run bitwise.
 
-For each model and trial: start `gentk train` in a subprocess, SIGKILL it after
-a random delay (checkpoints are written every step, so many kills land inside
-a checkpoint write), check that every checkpoint on disk verifies, resume, and
-repeat until the run finishes; then compare every model and optimizer tensor
+For each model and trial: start `gentk train` in a subprocess (a checkpoint
+every step), SIGKILL it once it has passed a random step, a random 0-50 ms
+later (so many kills land inside a checkpoint write), check that every
+checkpoint on disk verifies, resume, and repeat (up to 3 kills a trial) until
+the run finishes; then compare every model and optimizer tensor
 with an uninterrupted run of the same settings. Runs on a tiny generated image
 folder so a trial takes seconds.
 
@@ -74,23 +75,37 @@ def equal(a: dict, b: dict) -> bool:
         torch.equal(a[k], b[k]) for k in keys)
 
 
+def latest_step(run: Path) -> int:
+    try:
+        return int((run / "checkpoints" / "latest").read_text().strip().split("-")[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
 def trial(model: str, data: str, steps: int, reference: dict, workdir: Path, rng: random.Random,
-          max_delay: float) -> dict:
+          max_kills: int = 3) -> dict:
+    """Kill after a random number of checkpoints plus a random few milliseconds (so that many
+    kills land inside a checkpoint write), up to ``max_kills`` times, then let the run finish."""
     run = workdir / f"{model}-{rng.randrange(1 << 30)}"
     kills, corrupt, cmd = 0, 0, train_cmd(model, run, data, steps)
     while True:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            proc.wait(timeout=rng.uniform(0.5, max_delay))
-            if proc.returncode != 0:
-                return {"ok": False, "kills": kills, "corrupt": corrupt, "error": proc.stderr.read()[-500:]}
-            break
-        except subprocess.TimeoutExpired:
+        if kills < max_kills:
+            target = rng.randrange(max(latest_step(run), 0), steps)
+            while proc.poll() is None and latest_step(run) < target:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.05))
+        if proc.poll() is None and kills < max_kills:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
             corrupt += corrupt_checkpoints(run / "checkpoints")
             cmd = resume_cmd(model, run) if (run / "config.json").is_file() else train_cmd(model, run, data, steps)
+            continue
+        proc.wait()
+        if proc.returncode != 0:
+            return {"ok": False, "kills": kills, "corrupt": corrupt, "error": proc.stderr.read()[-500:]}
+        break
     corrupt += corrupt_checkpoints(run / "checkpoints")
     return {"ok": equal(reference, final_tensors(run)), "kills": kills, "corrupt": corrupt}
 
@@ -117,8 +132,7 @@ def main() -> None:
             subprocess.run(train_cmd(model, straight, data, args.steps), check=True, capture_output=True)
             duration = time.perf_counter() - started
             reference = final_tensors(straight)
-            outcomes = [trial(model, data, args.steps, reference, tmp, rng, max_delay=duration)
-                        for _ in range(args.trials)]
+            outcomes = [trial(model, data, args.steps, reference, tmp, rng) for _ in range(args.trials)]
             row = {"model": model, "trials": args.trials, "steps": args.steps,
                    "bitwise_equal": sum(o["ok"] for o in outcomes),
                    "kills": sum(o["kills"] for o in outcomes),

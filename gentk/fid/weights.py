@@ -15,6 +15,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -79,7 +80,9 @@ def convert_torchscript(payload: bytes) -> "OrderedDict[str, torch.Tensor]":
     """
     from .inception import basic_conv_prefixes
 
-    module = torch.jit.load(io.BytesIO(payload), map_location="cpu")
+    with warnings.catch_warnings():  # torch.jit.load is deprecated, but it is how this file is read
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(io.BytesIO(payload), map_location="cpu")
     units: "OrderedDict[str, dict]" = OrderedDict()
     for name, tensor in module.state_dict().items():
         prefix, field = name.rsplit(".", 1)
