@@ -39,6 +39,11 @@ class Checkpoint:
     meta: dict
 
 
+def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's state dict from a checkpoint's tensors (saved under ``model/``)."""
+    return {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+
+
 # -- optimizers -------------------------------------------------------------
 
 def optimizer_to_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:

@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 
 from . import __version__
-from .checkpoint import (latest_intact, optimizer_from_tensors, optimizer_to_tensors, restore_rng,
+from .checkpoint import (latest_intact, model_state, optimizer_from_tensors, optimizer_to_tensors, restore_rng,
                          rng_tensors, save_checkpoint)
 from .config import TrainConfig, identity_differences, resolve_device
 from .data import BatchStream, DeviceImages, fit_images, load_dataset
@@ -167,8 +167,7 @@ class Trainer:
             self.run.truncate_metrics(0)
             return
         try:
-            model.load_state_dict({k[len("model/"):]: v for k, v in ckpt.tensors.items()
-                                   if k.startswith("model/")})
+            model.load_state_dict(model_state(ckpt.tensors))
             for name, opt in optimizers.items():
                 optimizer_from_tensors(f"optim/{name}", opt, ckpt.tensors, ckpt.meta["optimizers"][name])
         except (KeyError, RuntimeError, ValueError) as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import latest_intact, read_checkpoint
+from .checkpoint import latest_intact, model_state, read_checkpoint
 from .config import TrainConfig, resolve_device
 from .engine import build_model
 from .errors import CheckpointError, UsageError
@@ -50,7 +50,7 @@ def load_run(run_dir, checkpoint: str | None = None, device: str = "cpu") -> Loa
         ckpt = read_checkpoint(run.checkpoints, checkpoint)
     model = build_model(registry, spec, config.options)
     try:
-        model.load_state_dict({k[len("model/"):]: v for k, v in ckpt.tensors.items() if k.startswith("model/")})
+        model.load_state_dict(model_state(ckpt.tensors))
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {ckpt.name} does not fit model {config.model}: {exc}") from exc
     model.to(resolve_device(device)).eval()

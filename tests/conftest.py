@@ -70,3 +70,12 @@ TINY_TRAIN = ["--batch-size", "8", "--device", "cpu", "--no-progress", "--eval-l
 
 def python_gentk() -> list[str]:
     return [sys.executable, "-m", "gentk"]
+
+
+def one_line_error(result: CliResult, code: int = 1) -> str:
+    """Assert the CLI failed with ``code`` and exactly one `Error:` line, no traceback; return it."""
+    assert result.code == code, result
+    lines = [l for l in result.err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.err
+    assert "Traceback" not in result.err
+    return lines[0]

@@ -9,14 +9,9 @@ import pytest
 
 from gentk.engine import train
 
-from conftest import TINY_TRAIN, python_gentk
+from conftest import TINY_TRAIN, one_line_error, python_gentk
 
 
-def _one_line(result, code):
-    assert result.code == code, result
-    lines = [l for l in result.err.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.err
-    return lines[0]
 
 
 @pytest.mark.parametrize("args, code, expected", [
@@ -33,30 +28,30 @@ def _one_line(result, code):
 ])
 def test_bad_train_options(gentk_cli, tmp_path, tiny_data, args, code, expected):
     run = tmp_path / "r"
-    line = _one_line(gentk_cli("train", "vae", "--data", tiny_data, "--run-dir", run, "--no-progress", *args), code)
+    line = one_line_error(gentk_cli("train", "vae", "--data", tiny_data, "--run-dir", run, "--no-progress", *args), code)
     assert expected in line
     assert not run.exists()
 
 
 def test_unknown_preset(gentk_cli):
-    assert "'fast' is not 'paper'" in _one_line(gentk_cli("train", "ssgan", "--preset", "fast"), 2)
+    assert "'fast' is not 'paper'" in one_line_error(gentk_cli("train", "ssgan", "--preset", "fast"), 2)
 
 
 def test_run_dir_that_is_a_file(gentk_cli, tmp_path, tiny_data):
     path = tmp_path / "file"
     path.write_text("keep me")
-    line = _one_line(gentk_cli("train", "vae", "--data", tiny_data, "--run-dir", path, *TINY_TRAIN), 1)
+    line = one_line_error(gentk_cli("train", "vae", "--data", tiny_data, "--run-dir", path, *TINY_TRAIN), 1)
     assert "is a file" in line and path.read_text() == "keep me"
 
 
 def test_sample_count_must_be_positive(gentk_cli, tmp_path, tiny_data):
     train("vae", tmp_path / "r", max_steps=1, batch_size=8, data=tiny_data, device="cpu", progress=False)
-    assert "-n must be at least 1" in _one_line(gentk_cli("sample", tmp_path / "r", "-n", "0", "-o", tmp_path / "o"), 2)
+    assert "-n must be at least 1" in one_line_error(gentk_cli("sample", tmp_path / "r", "-n", "0", "-o", tmp_path / "o"), 2)
 
 
 def test_sample_with_escaping_checkpoint_name(gentk_cli, tmp_path, tiny_data):
     train("vae", tmp_path / "r", max_steps=1, batch_size=8, data=tiny_data, device="cpu", progress=False)
-    line = _one_line(gentk_cli("sample", tmp_path / "r", "--checkpoint", "../../etc/passwd", "-o", tmp_path / "o"), 1)
+    line = one_line_error(gentk_cli("sample", tmp_path / "r", "--checkpoint", "../../etc/passwd", "-o", tmp_path / "o"), 1)
     assert "not a checkpoint name" in line
 
 
@@ -73,9 +68,9 @@ def test_corrupt_config_json(gentk_cli, tmp_path):
     run = tmp_path / "r"
     run.mkdir()
     (run / "config.json").write_text("{ this is not json")
-    line = _one_line(gentk_cli("train", "vae", "--run-dir", run, "--resume"), 1)
+    line = one_line_error(gentk_cli("train", "vae", "--run-dir", run, "--resume"), 1)
     assert "config.json is not readable JSON" in line
-    assert "config.json is not readable JSON" in _one_line(gentk_cli("sample", run, "-o", tmp_path / "o"), 1)
+    assert "config.json is not readable JSON" in one_line_error(gentk_cli("sample", run, "-o", tmp_path / "o"), 1)
 
 
 def test_installed_broken_plugin_end_to_end(tmp_path, tiny_data):

@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import TINY_TRAIN
+from conftest import TINY_TRAIN, one_line_error
 
 
 def test_models_vae_json_reports_parameter_count(gentk_cli):
@@ -34,40 +34,33 @@ def test_train_group_help_lists_models(gentk_cli):
     assert result.code == 0 and "vae" in result.out
 
 
-def _one_line_error(result, code):
-    assert result.code == code, result
-    lines = [l for l in result.err.strip().splitlines() if l.strip()]
-    assert len(lines) == 1, result.err
-    assert lines[0].startswith("Error:")
-    assert "Traceback" not in result.err
-    return lines[0]
 
 
 def test_unknown_model(gentk_cli):
-    line = _one_line_error(gentk_cli("train", "nosuchmodel"), 2)
+    line = one_line_error(gentk_cli("train", "nosuchmodel"), 2)
     assert "unknown model 'nosuchmodel'" in line and "vae" in line
 
 
 def test_bad_epochs(gentk_cli, tmp_path):
     for value in ("0", "-3"):
-        line = _one_line_error(gentk_cli("train", "vae", "--epochs", value, "--run-dir", tmp_path / "r"), 2)
+        line = one_line_error(gentk_cli("train", "vae", "--epochs", value, "--run-dir", tmp_path / "r"), 2)
         assert "--epochs must be at least 1" in line
     assert not (tmp_path / "r").exists()
 
 
 def test_non_integer_epochs(gentk_cli):
-    line = _one_line_error(gentk_cli("train", "vae", "--epochs", "many"), 2)
+    line = one_line_error(gentk_cli("train", "vae", "--epochs", "many"), 2)
     assert "'many' is not a valid integer" in line
 
 
 def test_unknown_data(gentk_cli, tmp_path):
-    line = _one_line_error(gentk_cli("train", "vae", "--data", "cifar", "--run-dir", tmp_path / "r",
+    line = one_line_error(gentk_cli("train", "vae", "--data", "cifar", "--run-dir", tmp_path / "r",
                                      "--no-progress"), 2)
     assert "unknown --data 'cifar'" in line
 
 
 def test_missing_data_root(gentk_cli, tmp_path):
-    line = _one_line_error(gentk_cli("train", "vae", "--data-root", tmp_path / "nope", "--run-dir",
+    line = one_line_error(gentk_cli("train", "vae", "--data-root", tmp_path / "nope", "--run-dir",
                                      tmp_path / "r", "--no-progress"), 2)
     assert "does not exist" in line
 
@@ -76,7 +69,7 @@ def test_existing_run_dir_is_never_overwritten(gentk_cli, tmp_path, tiny_data):
     run = tmp_path / "r"
     assert gentk_cli("train", "vae", "--max-steps", "2", "--data", tiny_data, "--run-dir", run, *TINY_TRAIN).code == 0
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    line = _one_line_error(gentk_cli("train", "vae", "--max-steps", "2", "--data", tiny_data, "--run-dir", run,
+    line = one_line_error(gentk_cli("train", "vae", "--max-steps", "2", "--data", tiny_data, "--run-dir", run,
                                      *TINY_TRAIN), 1)
     assert "already exists" in line and "--resume" in line
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
@@ -87,17 +80,17 @@ def test_resume_with_changed_options_is_refused(gentk_cli, tmp_path, tiny_data):
     run = tmp_path / "r"
     assert gentk_cli("train", "vae", "--max-steps", "2", "--data", tiny_data, "--run-dir", run, *TINY_TRAIN).code == 0
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    line = _one_line_error(gentk_cli("train", "vae", "--resume", "--max-steps", "4", "--dim-z", "12",
+    line = one_line_error(gentk_cli("train", "vae", "--resume", "--max-steps", "4", "--dim-z", "12",
                                      "--run-dir", run, "--no-progress"), 1)
     assert "--dim-z (run: 10, now: 12)" in line
-    line = _one_line_error(gentk_cli("train", "vae", "--resume", "--lr", "0.1", "--run-dir", run,
+    line = one_line_error(gentk_cli("train", "vae", "--resume", "--lr", "0.1", "--run-dir", run,
                                      "--no-progress"), 1)
     assert "--lr" in line
     assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
 
 
 def test_resume_of_missing_run(gentk_cli, tmp_path):
-    line = _one_line_error(gentk_cli("train", "vae", "--resume", "--run-dir", tmp_path / "none"), 1)
+    line = one_line_error(gentk_cli("train", "vae", "--resume", "--run-dir", tmp_path / "none"), 1)
     assert "not a gentk run" in line
 
 

@@ -16,7 +16,7 @@ from gentk.engine import train
 from gentk.fid import inception as inception_mod
 from gentk.fid import weights as weights_mod
 
-from conftest import make_image_folder
+from conftest import make_image_folder, one_line_error
 
 # 64-d features (pytorch-fid's --dims 64) keep tests fast: the 2048x2048 matrix square
 # root takes minutes on two cores. The 2048-d path is the same code with another block.
@@ -182,38 +182,33 @@ def test_quantised_like_png(weights_file, tmp_path):
 
 # -- bad input: one line, non-zero exit -------------------------------------------------------
 
-def _one_line(result, code=1):
-    assert result.code == code, result
-    lines = [l for l in result.err.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.err
-    return lines[0]
 
 
 def test_bad_inputs(gentk_cli, weights_file, tmp_path, mnist_like_folders):
     a, _ = mnist_like_folders
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "holds no images" in _one_line(gentk_cli("fid", empty, a, "--weights", weights_file))
+    assert "holds no images" in one_line_error(gentk_cli("fid", empty, a, "--weights", weights_file))
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     Image.new("L", (8, 8)).save(mixed / "a.png")
     Image.new("L", (9, 9)).save(mixed / "b.png")
-    assert "mixed sizes" in _one_line(gentk_cli("fid", mixed, a, "--weights", weights_file))
+    assert "mixed sizes" in one_line_error(gentk_cli("fid", mixed, a, "--weights", weights_file))
     bad_npz = tmp_path / "bad.npz"
     bad_npz.write_bytes(b"PK\x03\x04 definitely not a zip")
-    assert "not a readable .npz" in _one_line(gentk_cli("fid", bad_npz, a, "--weights", weights_file))
+    assert "not a readable .npz" in one_line_error(gentk_cli("fid", bad_npz, a, "--weights", weights_file))
     no_keys = tmp_path / "nokeys.npz"
     np.savez(no_keys, x=np.zeros(3))
-    assert "no 'mu' and 'sigma'" in _one_line(gentk_cli("fid", no_keys, a, "--weights", weights_file))
+    assert "no 'mu' and 'sigma'" in one_line_error(gentk_cli("fid", no_keys, a, "--weights", weights_file))
     one = tmp_path / "one"
     one.mkdir()
     Image.new("L", (8, 8)).save(one / "a.png")
-    assert "at least 2 images" in _one_line(gentk_cli("fid", one, a, "--weights", weights_file, *D), 2)
+    assert "at least 2 images" in one_line_error(gentk_cli("fid", one, a, "--weights", weights_file, *D), 2)
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"model": "gan", "options": {}}))
-    assert "no intact checkpoint" in _one_line(gentk_cli("fid", run, "--weights", weights_file))
-    assert "neither a folder" in _one_line(gentk_cli("fid", tmp_path / "nope", a, "--weights", weights_file))
+    assert "no intact checkpoint" in one_line_error(gentk_cli("fid", run, "--weights", weights_file))
+    assert "neither a folder" in one_line_error(gentk_cli("fid", tmp_path / "nope", a, "--weights", weights_file))
 
 
 def test_non_image_files_are_skipped_with_a_count(gentk_cli, weights_file, tmp_path, mnist_like_folders):
