@@ -235,7 +235,6 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------
     def train(self) -> dict:
-        cfg = self.config
         self._prepare_run_dir()
         try:
             return self._train()

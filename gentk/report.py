@@ -9,7 +9,6 @@ from collections import defaultdict
 from pathlib import Path
 
 from .checkpoint import latest_intact, list_checkpoints, read_sidecar
-from .errors import RunDirError
 from .fsutil import atomic_write_bytes
 from .runs import RunDir
 
@@ -186,8 +185,3 @@ def summarize(run_dir: str | Path) -> dict:
         "fid": fid,
     }
 
-
-def check_runs(run_dirs) -> None:
-    for path in run_dirs:
-        if not (Path(path) / "config.json").is_file():
-            raise RunDirError(f"{path} is not a gentk run (no config.json)")

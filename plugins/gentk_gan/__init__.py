@@ -12,7 +12,7 @@ from gentk import ModelSpec, Phase, TrainDefaults, hookimpl, option
 from .model import GANPair
 from .networks import Discriminator, Generator
 
-__all__ = ["Discriminator", "GANModel", "GANOptions", "GANPair", "Generator"]
+__all__ = ["Discriminator", "GANModel", "GANOptions", "GANPair", "Generator", "bce"]
 
 
 @dataclass

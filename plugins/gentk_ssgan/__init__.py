@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from gentk import GenerativeModel, ModelSpec, Phase, TrainDefaults, hookimpl, option
+from gentk_gan import bce
 
 from .networks import Discriminator, Generator
 
@@ -64,10 +65,6 @@ class SSGANModel(GenerativeModel):
         rotated, labels = rotate_batch(x)
         realfake, rotation = self.discriminator(rotated)
         return realfake[::4], rotation, labels
-
-
-def bce(logits, target: float):
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
 @hookimpl
