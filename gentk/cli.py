@@ -49,6 +49,16 @@ CORE_OPTIONS = [
     ("--eval-limit", dict(type=int, default=None, help="Use at most N held-out images for per-epoch evaluation (default: all).")),
     ("--on-nan", dict(type=click.Choice(["stop", "skip"]), default="stop", show_default=True,
                       help="On a NaN/inf loss: stop (last checkpoint kept) or skip the step (counted in metrics).")),
+    ("--precision", dict(type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+                         help="Autocast arithmetic: bf16 or fp16 (with loss scaling) are faster on recent GPUs; "
+                              "fp32 repeats bitwise on the CPU.")),
+    ("--compile/--no-compile", dict(default=False, show_default=True,
+                                    help="torch.compile the networks (slow first steps, faster after; needs a C++ compiler on the CPU).")),
+    ("--sync-bn/--no-sync-bn", dict(default=False, show_default=True,
+                                    help="Batch-norm statistics over all GPUs of a torchrun job (CUDA only).")),
+    ("--nproc", dict(type=int, default=None,
+                     help="Train with N processes on this machine (torchrun's machinery; N GPUs, or N CPU "
+                          "processes with gloo); each takes --batch-size images. Default: 1, or torchrun's.")),
     ("--progress/--no-progress", dict(default=True, show_default=True, help="Show a progress bar.")),
 ]
 
@@ -92,9 +102,17 @@ def _model_command(name: str) -> click.Command:
         resume = explicit.pop("resume", False)
         progress = kwargs["progress"]
         explicit.pop("progress", None)
+        nproc = explicit.pop("nproc", None)
+        if nproc is not None:
+            from .launch import check_nproc, launch
+
+            if check_nproc(nproc):
+                launch(nproc, _ARGV)
+                return
         summary = train(name, run_dir, resume=resume, progress=progress, console=err_console, **explicit)
-        err_console.print(f"[green]done[/green]: {summary['steps']} steps in {summary['wall_time_s']:.1f} s "
-                          f"-> {summary['run_dir']}")
+        if summary["rank"] == 0:
+            err_console.print(f"[green]done[/green]: {summary['steps']} steps in {summary['wall_time_s']:.1f} s "
+                              f"-> {summary['run_dir']}")
 
     help_text = f"Train {name}: {spec.description}".strip()
     return click.Command(name, params=params, callback=callback, help=help_text, short_help=spec.description)
@@ -288,7 +306,12 @@ def report(run_dirs, as_json, plots):
 
 # -- entry point --------------------------------------------------------------------------
 
+_ARGV: list[str] = []
+
+
 def main(argv=None):
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)  # --nproc starts workers with the same arguments
     debug = os.environ.get("GENTK_DEBUG", "") not in ("", "0")
     try:
         rv = cli.main(args=argv, prog_name="gentk", standalone_mode=False)

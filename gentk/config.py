@@ -28,6 +28,12 @@ class TrainConfig:
     log_every: int = 10
     eval_limit: int | None = None
     on_nan: str = "stop"
+    precision: str = "fp32"
+    compile: bool = False
+    sync_bn: bool = False
+    #: Processes training together (set from torchrun's WORLD_SIZE, not an option):
+    #: each takes --batch-size images, so it is part of what a run trains.
+    world_size: int = 1
 
     def validate(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "sample_every": self.sample_every,
@@ -44,6 +50,8 @@ class TrainConfig:
             raise UsageError(f"--lr must be positive (got {self.lr})")
         if self.on_nan not in ("stop", "skip"):
             raise UsageError(f"--on-nan must be stop or skip (got {self.on_nan!r})")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if not 0 < self.data_fraction <= 1:
             raise UsageError(f"--data-fraction must be in (0, 1] (got {self.data_fraction})")
 
@@ -56,8 +64,10 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 #: Keys that define what a run trains; --resume refuses to change them.
-IDENTITY_KEYS = ("model", "options", "batch_size", "lr", "seed", "data", "data_fraction")
+IDENTITY_KEYS = ("model", "options", "batch_size", "lr", "seed", "data", "data_fraction", "world_size")
 
 
 def identity_differences(saved: dict, asked: dict) -> list[str]:
@@ -67,7 +77,10 @@ def identity_differences(saved: dict, asked: dict) -> list[str]:
             a, b = saved.get("options", {}), asked.get("options", {})
             out += [f"--{k.replace('_', '-')} (run: {a.get(k)!r}, now: {b.get(k)!r})"
                     for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        elif saved.get(key) != asked.get(key):
+        elif key == "world_size" and saved.get(key, 1) != asked.get(key, 1):
+            out.append(f"the number of processes (run: {saved.get(key, 1)}, now: {asked.get(key, 1)}; "
+                       "resume with the same --nproc / torchrun --nproc-per-node x --nnodes)")
+        elif key != "world_size" and saved.get(key) != asked.get(key):
             out.append(f"--{key.replace('_', '-')} (run: {saved.get(key)!r}, now: {asked.get(key)!r})")
     return out
 

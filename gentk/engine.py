@@ -23,11 +23,13 @@ from .checkpoint import (latest_intact, model_state, optimizer_from_tensors, opt
                          rng_tensors, save_checkpoint)
 from .config import TrainConfig, identity_differences, resolve_device
 from .data import BatchStream, DeviceImages, fit_images, load_dataset
+from .distributed import Distributed
 from .errors import CheckpointError, ConfigMismatchError, GentkError, PluginError, RunDirError, UsageError
 from .images import save_grid
 from .model import GenerativeModel, ModelSpec, Phase
 from .options import build_options, option_defaults, options_dict
 from .plugins import Registry, get_registry
+from .precision import MixedPrecision
 from .progress import TrainProgress
 from .runs import LOCK, RunDir
 from .state import TrainState
@@ -97,7 +99,14 @@ class Trainer:
         self.resume = resume
         self.spec = self.registry.spec(config.model)
         config.validate()
-        self.device = resolve_device(config.device)  # refuse a bad --device before touching the run dir
+        device = resolve_device(config.device)  # refuse a bad --device before touching the run dir
+        self.dist, self.device = Distributed.from_env(device)
+        config.world_size = self.dist.world
+        if config.sync_bn and self.device.type != "cuda":
+            raise UsageError("--sync-bn synchronises batch norm over GPUs (NCCL); it needs --device cuda")
+        if not self.dist.is_main:
+            self.console.quiet = True  # rank 0 speaks for the job
+            self.show_progress = False
         self.config = config
         self.run = RunDir(run_dir)
         self._pending: list[tuple[int, int, dict]] = []
@@ -127,7 +136,16 @@ class Trainer:
 
     def _load_data(self, model: GenerativeModel, device: torch.device):
         cfg = self.config
-        dataset = load_dataset(cfg.data, cfg.data_root)
+        # Rank 0 fills the dataset cache first, so ranks never download over each other.
+        error = dataset = None
+        if self.dist.is_main:
+            try:
+                dataset = load_dataset(cfg.data, cfg.data_root)
+            except GentkError as exc:
+                error = exc
+        self.dist.agree(error)
+        if dataset is None:
+            dataset = load_dataset(cfg.data, cfg.data_root)
         self.console.print(f"[dim]data: {dataset.source}[/dim]")
         train = fit_images(dataset.train, model.image_size, model.channels, model.fit)
         if cfg.data_fraction < 1:
@@ -140,23 +158,46 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------
     def _checkpoint(self, model, optimizers, state, stream) -> None:
         self._flush_metrics()
-        tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-        optim_meta = {}
-        for name, opt in optimizers.items():
-            t, meta = optimizer_to_tensors(f"optim/{name}", opt)
-            tensors.update(t)
-            optim_meta[name] = meta
-        tensors.update(rng_tensors())
-        meta = {"state": state.to_json(), "data": stream.position(), "optimizers": optim_meta,
-                "config": self.config.to_dict(), "gentk_version": __version__}
-        try:
-            save_checkpoint(self.run.checkpoints, state.step, tensors, meta, keep=self.config.keep_checkpoints)
-        except OSError as exc:
-            raise RunDirError(f"could not write a checkpoint in {self.run.checkpoints}: "
-                              f"{exc.strerror or exc}; earlier checkpoints are intact") from exc
+        rng = self._rng_tensors()  # a collective under torchrun: every rank's RNG goes in
+        error = None
+        if self.dist.is_main:
+            tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+            optim_meta = {}
+            for name, opt in optimizers.items():
+                t, meta = optimizer_to_tensors(f"optim/{name}", opt)
+                tensors.update(t)
+                optim_meta[name] = meta
+            tensors.update(rng)
+            meta = {"state": state.to_json(), "data": stream.position(), "optimizers": optim_meta,
+                    "precision": self.precision.state_dict(), "world_size": self.dist.world,
+                    "config": self.config.to_dict(), "gentk_version": __version__}
+            try:
+                save_checkpoint(self.run.checkpoints, state.step, tensors, meta, keep=self.config.keep_checkpoints)
+            except OSError as exc:
+                error = RunDirError(f"could not write a checkpoint in {self.run.checkpoints}: "
+                                    f"{exc.strerror or exc}; earlier checkpoints are intact")
+        self.dist.agree(error)
         self._last_checkpoint = state.step
 
-    def _restore(self, model, optimizers, state, stream) -> None:
+    def _rng_tensors(self) -> dict:
+        """This process's RNG state; under torchrun every rank's, under rng/rank{R}/."""
+        mine = rng_tensors()
+        if not self.dist.enabled:
+            return mine
+        out = {}
+        for key in sorted(mine):
+            for rank, value in enumerate(self.dist.gather(mine[key])):
+                out[key.replace("rng/", f"rng/rank{rank}/", 1)] = value
+        return out
+
+    def _restore_rng(self, tensors: dict) -> None:
+        if self.dist.enabled:
+            prefix = f"rng/rank{self.dist.rank}/"
+            tensors = {k.replace(prefix, "rng/", 1): v for k, v in tensors.items() if k.startswith(prefix)}
+        restore_rng(tensors)
+
+    def _restore(self, model, optimizers, state, stream) -> bool:
+        """Load the newest intact checkpoint (every rank reads it: the run dir must be shared)."""
         ckpt, notes = latest_intact(self.run.checkpoints)
         for note in notes:
             self.console.print(f"[yellow]{note}[/yellow]")
@@ -164,20 +205,24 @@ class Trainer:
             if notes:
                 raise CheckpointError(f"no intact checkpoint in {self.run.checkpoints} to resume from")
             self.console.print("[yellow]no checkpoint yet: starting the run from step 0[/yellow]")
-            self.run.truncate_metrics(0)
-            return
+            if self.dist.is_main:
+                self.run.truncate_metrics(0)
+            return False
         try:
             model.load_state_dict(model_state(ckpt.tensors))
             for name, opt in optimizers.items():
                 optimizer_from_tensors(f"optim/{name}", opt, ckpt.tensors, ckpt.meta["optimizers"][name])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {ckpt.name} does not fit this model: {exc}") from exc
-        restore_rng(ckpt.tensors)
+        self._restore_rng(ckpt.tensors)
+        self.precision.load_state_dict(ckpt.meta.get("precision") or {})
         state.load_json(ckpt.meta["state"])
         stream.epoch, stream.cursor = ckpt.meta["data"]["epoch"], ckpt.meta["data"]["cursor"]
-        self.run.truncate_metrics(state.step)
+        if self.dist.is_main:
+            self.run.truncate_metrics(state.step)
         self._last_checkpoint = state.step
         self.console.print(f"[dim]resumed from {ckpt.name} (epoch {state.epoch})[/dim]")
+        return True
 
     # -- metrics ----------------------------------------------------------------
     def _record(self, step: int, epoch: int, values: dict) -> None:
@@ -187,8 +232,14 @@ class Trainer:
         """Read the buffered device scalars in one transfer and append them as JSON lines."""
         if not self._pending:
             return
+        self._mark_throughput()
         tensors = [v for _, _, vals in self._pending for v in vals.values() if torch.is_tensor(v)]
-        host = iter(torch.stack([t.detach().float().reshape(()) for t in tensors]).tolist()) if tensors else iter(())
+        if tensors:
+            stacked = torch.stack([t.detach().float().reshape(()) for t in tensors])
+            # Under torchrun: the mean over ranks (every rank logs the same steps and keys).
+            host = iter(self.dist.mean(stacked).tolist())
+        else:
+            host = iter(())
         lines = []
         for step, epoch, vals in self._pending:
             record = {"step": step, "epoch": epoch}
@@ -207,12 +258,14 @@ class Trainer:
         self._write_lines(lines)
 
     def _write_lines(self, lines: list[str]) -> None:
-        if lines:
+        if lines and self.dist.is_main:
             with open(self.run.metrics_path, "a", encoding="utf-8") as fh:
                 fh.write("\n".join(lines) + "\n")
 
     # -- sampling and evaluation ------------------------------------------------
     def _save_grids(self, model, step: int, noise, real) -> None:
+        if not self.dist.is_main:
+            return
         model.eval()
         with preserved_rng(noise.device), torch.no_grad():
             grids = model.grids(noise, real)
@@ -221,6 +274,8 @@ class Trainer:
             save_grid(model.to_unit(images), self.run.samples / f"{name}-{step:08d}.png")
 
     def _evaluate(self, model, state, test: DeviceImages) -> None:
+        if not self.dist.is_main:  # held-out metrics are rank 0's; others go on training
+            return
         model.eval()
         with preserved_rng(state.device), torch.no_grad():
             results = self.registry.call("on_epoch_end", model=model, state=state,
@@ -231,41 +286,73 @@ class Trainer:
             if result:
                 merged.update(result)
         if merged:
+            # Plain floats: this record is rank 0's own and skips the average over ranks.
+            merged = {k: (v.item() if torch.is_tensor(v) else v) for k, v in merged.items()}
             self._record(state.step, state.epoch, dict({"split": "test"}, **merged))
 
     # -- the loop ---------------------------------------------------------------
     def train(self) -> dict:
-        self._prepare_run_dir()
+        error = None
+        if self.dist.is_main:
+            try:
+                self._prepare_run_dir()
+            except GentkError as exc:
+                error = exc
         try:
+            self.dist.agree(error)
             return self._train()
         finally:
             self._pending = []
-            self.run.unlock()
+            if self.dist.is_main:
+                self.run.unlock()
+            self.dist.close()
 
     def _train(self) -> dict:
         cfg = self.config
         device = self.device
+        dist = self.dist
         torch.manual_seed(cfg.seed)
-        model = build_model(self.registry, self.spec, cfg.options).to(device)
+        model = build_model(self.registry, self.spec, cfg.options)
+        if cfg.sync_bn:
+            for name, net in model.networks().items():
+                setattr(model, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(net))
+        model = model.to(device)
         model.train()
+        dist.broadcast_module(model)  # one starting point on every rank, whatever the plugin's init does
         train, test = self._load_data(model, device)
         phases: list[Phase] = model.phases(cfg.lr)
         nets = model.networks()
-        optimizers = {}
+        optimizers, params = {}, {}
         for phase in phases:
-            params = [p for net in phase.networks for p in nets[net].parameters()]
-            optimizers[phase.name] = phase.optimizer(params)
+            params[phase.name] = [p for net in phase.networks for p in nets[net].parameters()]
+            optimizers[phase.name] = phase.optimizer(params[phase.name])
+        self.params = params
+        self.precision = MixedPrecision(cfg.precision, device, [p.name for p in phases])
+        if cfg.compile:
+            for net in nets.values():
+                net.compile()  # in place: parameter names, checkpoints and hooks see the same modules
 
-        state = TrainState(cfg.batch_size, device,
+        if dist.enabled:
+            # Each rank draws its own noise (GAN fakes, VAE samples), reproducibly.
+            torch.manual_seed(cfg.seed * 1_000_003 + dist.rank + 1)
+        reduce = dist.mean if dist.enabled else None
+        state = TrainState(cfg.batch_size, device, reduce=reduce,
                            adjust=lambda kl: self.registry.call("adjust_beta", model=model, state=state, kl=kl))
-        stream = BatchStream(len(train), cfg.batch_size, cfg.seed)
+        stream = BatchStream(len(train), cfg.batch_size, cfg.seed, rank=dist.rank, world=dist.world)
         self._last_checkpoint = 0
         if self.resume:
-            self._restore(model, optimizers, state, stream)
+            error = None
+            try:
+                self._restore(model, optimizers, state, stream)
+            except GentkError as exc:
+                error = exc
+            dist.agree(error)
 
         noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(device)
         real = test.batch(torch.arange(min(32, len(test))))
-        batches_per_step = sum(p.repeat for p in phases if p.uses_data) or 1
+        data_batches = sum(p.repeat for p in phases if p.uses_data)
+        batches_per_step = data_batches or 1
+        images_per_step = cfg.batch_size * batches_per_step * dist.world
         total = math.ceil(cfg.epochs * stream.batches_per_epoch / batches_per_step)
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
@@ -273,6 +360,8 @@ class Trainer:
             self._save_grids(model, 0, noise, real)
 
         started = time.perf_counter() - state.elapsed
+        self._window = (state.step, time.perf_counter())
+        self._images_per_step = images_per_step
         interrupted = None
         with _Signals() as signals, TrainProgress(total, state.step, self.show_progress, self.console) as bar:
             while state.step < total and stream.epoch < cfg.epochs:
@@ -283,7 +372,8 @@ class Trainer:
                 if stream.epoch != state.epoch:
                     state.epoch = stream.epoch
                     self._evaluate(model, state, test)
-                if state.step % cfg.log_every == 0:
+                logged = state.step % cfg.log_every == 0
+                if logged:
                     self._flush_metrics()
                     bar.show(self._last_record)
                 bar.advance(1, state.epoch)
@@ -291,8 +381,12 @@ class Trainer:
                     self._save_grids(model, state.step, noise, real)
                 if state.step % cfg.checkpoint_every == 0:
                     self._checkpoint(model, optimizers, state, stream)
-                if signals.received is not None:
+                # Under torchrun the ranks agree to stop at a log step (a signal may reach one rank only).
+                if signals.received is not None and not dist.enabled:
                     interrupted = signals.received
+                    break
+                if dist.enabled and logged and dist.any(signals.received is not None):
+                    interrupted = signals.received or signal.SIGTERM
                     break
             self._flush_metrics()
             if self._last_checkpoint != state.step:
@@ -305,11 +399,28 @@ class Trainer:
             raise err
         if state.step % cfg.sample_every != 0:
             self._save_grids(model, state.step, noise, real)
-        self._plot()
+        if dist.is_main:
+            self._plot()
         summary = {"steps": state.step, "epoch": state.epoch, "wall_time_s": round(state.elapsed, 3),
-                   "run_dir": str(self.run.path), "last": self._last_record}
+                   "run_dir": str(self.run.path), "last": self._last_record, "rank": dist.rank,
+                   "world_size": dist.world}
         self.model = model
         return summary
+
+    def _mark_throughput(self) -> None:
+        """images_per_sec since the last flush, on the newest pending training row.
+
+        Host clock: the flush that follows reads the device, so work still queued
+        on a GPU counts in the next window; over a run the windows add up.
+        """
+        rows = [vals for _, _, vals in self._pending if "split" not in vals]
+        step = max((s for s, _, vals in self._pending if "split" not in vals), default=None)
+        window = getattr(self, "_window", None)
+        if not rows or window is None or step is None or step <= window[0]:
+            return
+        now = time.perf_counter()
+        rows[-1]["images_per_sec"] = round((step - window[0]) * self._images_per_step / max(now - window[1], 1e-9), 1)
+        self._window = (step, now)
 
     def _plot(self) -> None:
         """Figures are a convenience: a plotting failure is reported, never fatal."""
@@ -324,24 +435,28 @@ class Trainer:
     def _step(self, model, phases, optimizers, state, train: DeviceImages, stream: BatchStream) -> dict:
         values: dict = {}
         multi = len(phases) > 1
+        amp = self.precision
         for phase in phases:
             opt = optimizers[phase.name]
             sums: dict = {}
             for _ in range(phase.repeat):
                 batch = train.batch(stream.next()) if phase.uses_data else None
                 opt.zero_grad(set_to_none=True)
-                out = self.registry.call("compute_loss", model=model, phase=phase.name, batch=batch, state=state)
+                with amp.autocast():
+                    out = self.registry.call("compute_loss", model=model, phase=phase.name, batch=batch, state=state)
                 if out is None or "loss" not in out:
                     raise PluginError(f"no plugin returned a loss for model {self.spec.name!r}, "
                                       f"phase {phase.name!r}")
-                if self.config.on_nan == "skip" and not torch.isfinite(out["loss"]):
-                    # --on-nan skip reads the loss every step (a device sync) to drop bad updates.
+                # --on-nan skip reads the loss every step (a device sync) to drop bad updates;
+                # under torchrun all ranks skip together.
+                if self.config.on_nan == "skip" and self.dist.any(not bool(torch.isfinite(out["loss"]))):
                     opt.zero_grad(set_to_none=True)
                     state.skipped_nonfinite += 1
                     values["skipped_nonfinite"] = state.skipped_nonfinite
                     continue
-                out["loss"].backward()
-                opt.step()
+                amp.backward(phase.name, out["loss"])
+                self.dist.average_gradients(self.params[phase.name])
+                amp.step(phase.name, opt)
                 self.registry.call("on_step", model=model, phase=phase.name, state=state, metrics=out)
                 for key, value in out.items():
                     value = value.detach() if torch.is_tensor(value) else value

@@ -10,7 +10,7 @@ class TrainState:
     integrator, say); it is saved in every checkpoint and restored on resume.
     """
 
-    def __init__(self, batch_size: int, device, adjust=None):
+    def __init__(self, batch_size: int, device, adjust=None, reduce=None):
         self.step = 0
         self.epoch = 0
         self.beta = 1.0
@@ -20,10 +20,13 @@ class TrainState:
         self.batch_size = batch_size
         self.device = device
         self._adjust = adjust
+        self._reduce = reduce  # under torchrun: the KL averaged over ranks, so every rank gets the same beta
 
     def adjust_beta(self, kl):
         """Ask the ``adjust_beta`` hook for this step's KL weight; returns it."""
         if self._adjust is not None:
+            if self._reduce is not None:
+                kl = self._reduce(kl)
             beta = self._adjust(kl)
             if beta is not None:
                 self.beta = float(beta)

@@ -68,6 +68,16 @@ def gentk_cli(capsys):
 TINY_TRAIN = ["--batch-size", "8", "--device", "cpu", "--no-progress", "--eval-limit", "16"]
 
 
+def metric_rows(run_dir) -> list[dict]:
+    """metrics.jsonl as dicts, without the wall-clock throughput (which differs run to run)."""
+    import json
+
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop("images_per_sec", None)
+    return rows
+
+
 def python_gentk() -> list[str]:
     return [sys.executable, "-m", "gentk"]
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from gentk.engine import train
 
-from conftest import TINY_TRAIN, python_gentk
+from conftest import TINY_TRAIN, metric_rows, python_gentk
 
 TINY = dict(batch_size=8, device="cpu", eval_limit=16)
 
@@ -72,9 +72,7 @@ def test_resume_is_bitwise_exact(tmp_path, tiny_data):
     train("vae", tmp_path / "split", max_steps=10, epochs=10, data=tiny_data, progress=False, **TINY)
     train("vae", tmp_path / "split", resume=True, max_steps=20, progress=False)
     assert_bitwise_equal(final_tensors(tmp_path / "straight"), final_tensors(tmp_path / "split"))
-    a = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
-    b = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
-    assert a == b
+    assert metric_rows(tmp_path / "straight") == metric_rows(tmp_path / "split")
 
 
 def test_kill_9_then_resume_matches_uninterrupted(tmp_path, tiny_data):
@@ -101,7 +99,7 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path, tiny_data):
                                                "--no-progress"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert_bitwise_equal(final_tensors(straight), final_tensors(killed))
-    assert (straight / "metrics.jsonl").read_text() == (killed / "metrics.jsonl").read_text()
+    assert metric_rows(straight) == metric_rows(killed)
 
 
 def test_resume_extends_a_finished_run(tmp_path, tiny_data):

@@ -83,7 +83,11 @@ class BatchStream:
     """Shuffled batch indices, epoch after epoch, resumable from (epoch, cursor).
 
     Each epoch's order is a function of (seed, epoch) alone, so a resumed run
-    needs only the position to continue exactly where it stopped.
+    needs only the position to continue exactly where it stopped. Under
+    torchrun every rank computes the same order and takes its own slice of each
+    global batch (``world`` x ``batch_size`` images): rank r of step i sees what
+    a single process with a ``world`` times larger batch would see in rows
+    [r*batch_size, (r+1)*batch_size) of its batch i.
     """
 
     size: int
@@ -91,6 +95,8 @@ class BatchStream:
     seed: int
     epoch: int = 0
     cursor: int = 0
+    rank: int = 0
+    world: int = 1
 
     def __post_init__(self):
         if self.size < 1:
@@ -100,6 +106,13 @@ class BatchStream:
 
     @property
     def batches_per_epoch(self) -> int:
+        if self.world > 1:
+            # Ranks must see equal batches for the gradient average to be the big batch's gradient.
+            full = self.size // (self.batch_size * self.world)
+            if full == 0:
+                raise UsageError(f"{self.size} training images cannot fill one batch of {self.batch_size} "
+                                 f"on each of {self.world} processes; use a smaller --batch-size")
+            return full
         full, rest = divmod(self.size, self.batch_size)
         # A last batch of one image would break BatchNorm; it is dropped.
         return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
@@ -112,7 +125,7 @@ class BatchStream:
         return self._order
 
     def next(self) -> torch.Tensor:
-        start = self.cursor * self.batch_size
+        start = (self.cursor * self.world + self.rank) * self.batch_size
         indices = self.order()[start:start + self.batch_size]
         self.cursor += 1
         if self.cursor >= self.batches_per_epoch:
