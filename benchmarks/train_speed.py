@@ -11,10 +11,13 @@ so that machine noise hits both alike:
 - `gentk.train` with the same model (built by the same plugin, so the same
   networks and losses), batch size, optimizer and device.
 
-Throughput is training images per second in steady state: the seed loop is
-timed after warm-up steps; gentk's from the images_per_sec it writes into
-metrics.jsonl, first window (warm-up) dropped. Neither side's data preparation,
-start-up or final checkpoint is counted. A "step" is one update of every
+Throughput is training images per second in steady state, measured in short
+windows of a few steps: the seed loop's windows are timed around its steps,
+gentk's are the images_per_sec rows it writes into metrics.jsonl (one per
+--log-every window); each side's first window (warm-up) is dropped. These
+machines are noisy (a side's speed moves by 20% between rounds), so each side
+is summarised by the median of its windows over all rounds. Neither side's
+data preparation, start-up or final checkpoint is counted. A "step" is one update of every
 network (WGAN: n_critic critic updates and one generator update).
 
 Usage: python benchmarks/train_speed.py [--models gan,vae,...] [--device cpu] [--precision fp32]
@@ -46,14 +49,14 @@ from gentk.plugins import get_registry
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "train_speed.jsonl"
 
-# model: (batch size, timed steps, warm-up steps, extra options). SSGAN runs at batch 16 on
+# model: (batch size, timed steps per round, steps per window). SSGAN runs at batch 16 on
 # the CPU (one seed step at 64 takes ~20 s there); the same batch for both sides.
 SETTINGS = {
-    "vae": (64, 60, 10, {}),
-    "controlvae": (64, 60, 10, {}),
-    "gan": (128, 80, 10, {}),
-    "wgan": (128, 4, 1, {}),
-    "ssgan": (16, 6, 2, {}),
+    "vae": (64, 60, 5),
+    "controlvae": (64, 60, 5),
+    "gan": (128, 80, 10),
+    "wgan": (128, 6, 1),
+    "ssgan": (16, 6, 1),
 }
 
 
@@ -174,8 +177,8 @@ def seed_ssgan_step(model, opts, x, logs, noise_dim, alpha, beta):
     logs[1].append(g_loss.cpu().detach().numpy())
 
 
-def seed_images_per_sec(name, images, device, batch, steps, warmup, precision, lr) -> float:
-    """The seed's loop for ``steps`` timed steps after ``warmup``; training images per second."""
+def seed_images_per_sec(name, images, device, batch, steps, window, precision, lr) -> list[float]:
+    """The seed's loop: one warm-up window, then ``steps`` steps timed per window; images/s per window."""
     registry = get_registry()
     spec = registry.spec(name)
     from gentk.options import option_defaults
@@ -220,37 +223,27 @@ def seed_images_per_sec(name, images, device, batch, steps, warmup, precision, l
         per_step = batch
     else:
         raise SystemExit(f"no seed loop for {name}")
+    rates = []
     with autocast(device, precision):
-        for _ in range(warmup):
+        for _ in range(window):
             step()
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync(device)
-        elapsed = time.perf_counter() - start
-    return steps * per_step / elapsed
+        for _ in range(max(1, steps // window)):
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(window):
+                step()
+            sync(device)
+            rates.append(window * per_step / (time.perf_counter() - start))
+    return rates
 
 
-def gentk_images_per_sec(name, device, batch, steps, warmup, precision, workdir: Path, round_no: int) -> float:
-    """gentk.train for warmup + steps steps, logging every ``warmup`` steps; steady-state images/s."""
+def gentk_images_per_sec(name, device, batch, steps, window, precision, workdir: Path, round_no: int) -> list[float]:
+    """gentk.train for one warm-up window + ``steps`` steps, logging every ``window`` steps; images/s per window."""
     run_dir = workdir / f"{name}-{round_no}"
-    window = max(warmup, 1)
     train(name, run_dir, max_steps=window + steps, batch_size=batch, device=str(device), log_every=window,
           sample_every=10**9, checkpoint_every=10**9, precision=precision, progress=False, eval_limit=8)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if "images_per_sec" in r and "split" not in r]
-    # Each row's images_per_sec covers the steps since the previous row: its time is
-    # steps * images_per_step / images_per_sec, so the steady-state rate is
-    # sum(steps) / sum(steps / images_per_sec) (images_per_step cancels).
-    steps_done, seconds_per_image_step, prev = 0, 0.0, window
-    for r in rows:
-        if r["step"] <= window:
-            continue
-        count, prev = r["step"] - prev, r["step"]
-        steps_done += count
-        seconds_per_image_step += count / r["images_per_sec"]
-    return steps_done / seconds_per_image_step
+    return [r["images_per_sec"] for r in rows if "images_per_sec" in r and "split" not in r and r["step"] > window]
 
 
 def main() -> None:
@@ -258,7 +251,7 @@ def main() -> None:
     ap.add_argument("--models", default="vae,controlvae,gan,wgan,ssgan")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    ap.add_argument("--rounds", type=int, default=2, help="Alternating seed/gentk rounds per model.")
+    ap.add_argument("--rounds", type=int, default=4, help="Alternating seed/gentk rounds per model.")
     ap.add_argument("--scale", type=float, default=1.0, help="Multiply the timed steps (GPUs: 10).")
     ap.add_argument("--batch-scale", type=int, default=1, help="Multiply every batch size.")
     args = ap.parse_args()
@@ -267,7 +260,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="gentk-speed-") as tmp:
         for name in args.models.split(","):
-            batch, steps, warmup, _ = SETTINGS[name]
+            batch, steps, window = SETTINGS[name]
             batch *= args.batch_scale
             steps = max(1, int(steps * args.scale))
             spec = registry.spec(name)
@@ -282,17 +275,18 @@ def main() -> None:
                 images = images * 2 - 1
             seed, ours = [], []
             for r in range(args.rounds):
-                seed.append(seed_images_per_sec(name, images, device, batch, steps, warmup, args.precision,
+                seed.append(seed_images_per_sec(name, images, device, batch, steps, window, args.precision,
                                                 spec.defaults.lr))
-                ours.append(gentk_images_per_sec(name, device, batch, steps, warmup, args.precision, Path(tmp), r))
-                print(f"  {name} round {r + 1}: seed {seed[-1]:.1f} img/s, gentk {ours[-1]:.1f} img/s", flush=True)
-            # Harmonic means: total images over total time for equal image counts per round.
-            s = len(seed) / sum(1 / v for v in seed)
-            g = len(ours) / sum(1 / v for v in ours)
+                ours.append(gentk_images_per_sec(name, device, batch, steps, window, args.precision, Path(tmp), r))
+                print(f"  {name} round {r + 1}: seed median {np.median(seed[-1]):.1f} img/s, "
+                      f"gentk median {np.median(ours[-1]):.1f} img/s", flush=True)
+            s = float(np.median(np.concatenate(seed)))
+            g = float(np.median(np.concatenate(ours)))
             row = {"model": name, "device": str(device), "precision": args.precision, "batch_size": batch,
-                   "timed_steps": steps, "rounds": args.rounds, "seed_images_per_sec": round(s, 1),
+                   "timed_steps": steps, "window_steps": window, "rounds": args.rounds, "seed_images_per_sec": round(s, 1),
                    "gentk_images_per_sec": round(g, 1), "ratio": round(g / s, 3),
-                   "per_round": {"seed": [round(v, 1) for v in seed], "gentk": [round(v, 1) for v in ours]},
+                   "windows": {"seed": [round(v, 1) for r in seed for v in r],
+                               "gentk": [round(v, 1) for r in ours for v in r]},
                    "machine": f"{platform.machine()} {torch.get_num_threads()} threads"
                               + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
                    "torch": torch.__version__, "gentk_version": __version__,

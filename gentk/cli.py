@@ -245,27 +245,41 @@ def _non_default_options(model: str, options: dict) -> dict:
               help="Inception weights file (pytorch-fid .pth); default: found or fetched automatically.")
 @click.option("--dims", type=click.Choice(["64", "192", "768", "2048"]), default="2048", show_default=True,
               help="Inception feature size (as pytorch-fid's --dims); 2048 (pool3) is the standard FID.")
+@click.option("--features", type=click.Choice(["inception", "mnist-classifier"]), default="inception",
+              show_default=True,
+              help="Feature space: pytorch-fid's Inception (the standard FID), or gentk's MNIST classifier "
+                   "(128-d; adds class coverage and confidence; written to fid-mnist-classifier.json).")
 @click.option("--save-stats", type=click.Path(), default=None, help="Save one folder's statistics to this .npz.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 def fid(paths, num_samples, num_reference, checkpoint, seed, device, batch_size, precision, weights, dims,
-        save_stats, as_json, progress):
+        features, save_stats, as_json, progress):
     """FID of a run (RUN_DIR) against its dataset's test split, or between two PATHs
     (folders of images or .npz statistics with mu and sigma, as pytorch-fid)."""
     from pathlib import Path
 
     from .fid import FidSettings, fid_of_paths, fid_of_run
 
+    if features != "inception":
+        ctx = click.get_current_context()
+        given = [f"--{n}" for n in ("dims", "weights", "precision")
+                 if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} apply to Inception features, not --features {features}")
     settings = FidSettings(device=device, batch_size=batch_size, precision=precision, weights=weights,
-                           dims=int(dims), progress=progress, console=err_console)
+                           dims=int(dims), features=features, progress=progress, console=err_console)
     if len(paths) == 1 and (Path(paths[0]) / "config.json").is_file():
         if save_stats:
             raise click.UsageError("--save-stats is for folders of images, not runs")
         result = fid_of_run(paths[0], settings, num_samples, num_reference, checkpoint, seed)
         w = result["weights"]
         text = ", ".join(f"{k} {v:.2f}" for k, v in result["scores"].items())
-        line = (f"FID {text} ({result['counts']['samples']} samples vs {result['reference']['images']} test images; "
-                f"{w['source']} weights sha256 {w['sha256'][:12]}) -> {Path(paths[0]) / 'fid.json'}")
+        name = "FID" if features == "inception" else f"FD ({features})"
+        classes = result.get("sample_classes")
+        extra = (f"; samples cover {classes['coverage']}/10 classes, balance {classes['balance']:.2f}, "
+                 f"confidence {classes['confidence']:.3f}") if classes else ""
+        line = (f"{name} {text} ({result['counts']['samples']} samples vs {result['reference']['images']} test images; "
+                f"{w['source']} weights sha256 {w['sha256'][:12]}{extra}) -> {result['path']}")
     else:
         result = fid_of_paths(list(paths), settings, save_stats)
         line = f"saved statistics to {save_stats}" if save_stats else f"FID: {result['fid']:.6f}"

@@ -26,6 +26,8 @@ class Dataset:
     train: np.ndarray
     test: np.ndarray
     source: str
+    train_labels: np.ndarray | None = None  # class labels where the source has them (MNIST, Fashion-MNIST)
+    test_labels: np.ndarray | None = None
 
 
 def offline() -> bool:
@@ -74,7 +76,8 @@ def _resolve_idx_dataset(name: str, cls_name: str, data_root: Path | None,
 
 
 def _dataset(name: str, arrays: dict[str, np.ndarray], source: str) -> Dataset:
-    return Dataset(name, _as_nchw(arrays["x_train"]), _as_nchw(arrays["x_test"]), source)
+    return Dataset(name, _as_nchw(arrays["x_train"]), _as_nchw(arrays["x_test"]), source,
+                   arrays.get("y_train"), arrays.get("y_test"))
 
 
 def _download_sources(cls_name: str, data_root: Path | None):

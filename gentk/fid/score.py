@@ -23,6 +23,10 @@ from .inception import DIMS_CHOICES, FEATURE_DIMS, FeatureExtractor
 from .stats import Stats, frechet_distance, load_stats, save_stats, singular_warning, stats_from_features
 from .weights import resolve_weights
 
+#: Feature spaces for the Frechet distance: pytorch-fid's Inception (the standard FID), or
+#: gentk's MNIST classifier (a digit-aware distance plus class coverage and confidence).
+FEATURES = ("inception", "mnist-classifier")
+
 # pytorch-fid's own list; like it, a folder is read without recursion.
 FID_IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"}
 
@@ -34,6 +38,7 @@ class FidSettings:
     precision: str = "fp32"
     weights: str | None = None
     dims: int = FEATURE_DIMS
+    features: str = "inception"
     progress: bool = True
     console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
@@ -42,13 +47,19 @@ class FidSettings:
             raise UsageError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if self.dims not in DIMS_CHOICES:
             raise UsageError(f"--dims must be one of {', '.join(map(str, DIMS_CHOICES))} (got {self.dims})")
+        if self.features not in FEATURES:
+            raise UsageError(f"--features must be one of {', '.join(FEATURES)} (got {self.features!r})")
         if self.precision not in ("fp32", "bf16"):
             raise UsageError(f"--precision must be fp32 or bf16 (got {self.precision!r})")
 
 
-def _extractor(settings: FidSettings) -> FeatureExtractor:
+def _extractor(settings: FidSettings):
     settings.validate()
     device = resolve_device(settings.device)
+    if settings.features == "mnist-classifier":
+        from .classifier import ClassifierFeatures
+
+        return ClassifierFeatures(device, settings.batch_size or 500, settings.progress)
     batch_size = settings.batch_size or (8 if device.type == "cpu" else 200)
     weights = resolve_weights(settings.weights)
     return FeatureExtractor(weights, device, batch_size,
@@ -78,7 +89,19 @@ def path_stats(path: Path, extract: FeatureExtractor | None, settings: FidSettin
     if skipped:
         settings.console.print(f"[yellow]{path}: skipped {skipped} non-image file(s)[/yellow]")
     stats = stats_from_features(extract(images, label=path.name or str(path)))
-    return stats, {"path": str(path), "kind": "folder", "count": stats.count, "skipped": skipped}
+    info = {"path": str(path), "kind": "folder", "count": stats.count, "skipped": skipped}
+    info.update(_classes(extract))
+    return stats, info
+
+
+def _classes(extract) -> dict:
+    """The classifier's verdict on the images just extracted (nothing for Inception)."""
+    probs = getattr(extract, "last_probs", None)
+    if probs is None:
+        return {}
+    from .classifier import class_summary
+
+    return {"classes": class_summary(probs)}
 
 
 def fid_of_paths(paths: list[str], settings: FidSettings, save_to: str | None = None) -> dict:
@@ -86,7 +109,9 @@ def fid_of_paths(paths: list[str], settings: FidSettings, save_to: str | None = 
     need_net = any(not (p.suffix == ".npz" and not p.is_dir()) for p in paths)
     extract = _extractor(settings) if need_net else None
     results = [path_stats(p, extract, settings) for p in paths]
-    out = {"inputs": [info for _, info in results], "feature_dims": settings.dims, "gentk_version": __version__}
+    dims = extract.dims if extract is not None else results[0][0].dims
+    out = {"inputs": [info for _, info in results], "features": settings.features, "feature_dims": dims,
+           "gentk_version": __version__}
     if extract is not None:
         out["weights"] = extract.weights.record()
     if save_to is not None:
@@ -107,7 +132,7 @@ def fid_of_paths(paths: list[str], settings: FidSettings, save_to: str | None = 
 
 # -- runs ----------------------------------------------------------------------------------
 
-def reference_stats(images: torch.Tensor, name: str, extract: FeatureExtractor, console: Console) -> tuple[Stats, str]:
+def reference_stats(images: torch.Tensor, name: str, extract, console: Console) -> tuple[Stats, str]:
     """Statistics of a reference split, cached by its pixels and the weights' hash."""
     digest = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]
     size = images.shape[-1]
@@ -146,6 +171,7 @@ def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10
     notes: list[str] = []
     samples = to_uint8(loaded.sample(num_samples, seed=seed))
     scores = {"samples": frechet_distance(stats_from_features(extract(samples, label="samples")), ref_stats, notes)}
+    classes = _classes(extract)
     counts = {"samples": num_samples}
     if hasattr(model, "reconstruct"):
         real = reference[:num_samples]
@@ -153,23 +179,31 @@ def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10
         scores["reconstructions"] = frechet_distance(stats_from_features(extract(recon, label="reconstructions")),
                                                      ref_stats, notes)
         counts["reconstructions"] = int(real.shape[0])
-    notes += [w for c in (*counts.values(), ref_stats.count) if (w := singular_warning(c, settings.dims))]
+    notes += [w for c in (*counts.values(), ref_stats.count) if (w := singular_warning(c, extract.dims))]
     warnings = list(dict.fromkeys(notes))
     result = {
         "scores": scores,
         "counts": counts,
         "reference": {"dataset": cfg.data, "split": "test", "images": ref_stats.count,
                       "image_size": model.image_size, "channels": model.channels, "stats_cache": ref_path},
-        "feature_dims": settings.dims,
+        "features": settings.features,
+        "feature_dims": extract.dims,
         "weights": extract.weights.record(),
+        **({"sample_classes": classes["classes"]} if classes else {}),
         "checkpoint": loaded.checkpoint, "step": loaded.step, "seed": seed,
         "device": str(extract.device), "precision": settings.precision,
         "time_s": round(time.perf_counter() - started, 2),
         "gentk_version": __version__,
         "warnings": warnings,
     }
-    atomic_write_text(Path(run_dir) / "fid.json", json.dumps(result, indent=2) + "\n")
+    result["path"] = str(Path(run_dir) / result_name(settings.features))
+    atomic_write_text(Path(result["path"]), json.dumps(result, indent=2) + "\n")
     return result
+
+
+def result_name(features: str) -> str:
+    """fid.json for the standard Inception FID; fid-<features>.json for other feature spaces."""
+    return "fid.json" if features == "inception" else f"fid-{features}.json"
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from gentk import GenerativeModel, ModelSpec, Phase, TrainDefaults, hookimpl, option
+from gentk.optim import fast
 from gentk_gan import bce
 
 from .networks import Discriminator, Generator
@@ -47,7 +48,7 @@ class SSGANModel(GenerativeModel):
 
     def phases(self, lr: float):
         betas = (self.options.adam_beta1, self.options.adam_beta2)
-        adam = lambda params: torch.optim.Adam(params, lr=lr, betas=betas)  # noqa: E731
+        adam = lambda params: fast(torch.optim.Adam, params, lr=lr, betas=betas)  # noqa: E731
         return [Phase("discriminator", ["discriminator"], adam),
                 Phase("generator", ["generator"], adam, uses_data=False)]
 

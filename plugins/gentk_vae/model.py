@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from gentk import GenerativeModel, Phase, option
+from gentk.optim import fast
 
 from .networks import Decoder, Encoder
 
@@ -40,7 +41,7 @@ class VAEModel(GenerativeModel):
         self.decoder = Decoder(options.dim_z)
 
     def phases(self, lr: float) -> list[Phase]:
-        return [Phase("vae", ["encoder", "decoder"], lambda params: torch.optim.Adam(params, lr=lr))]
+        return [Phase("vae", ["encoder", "decoder"], lambda params: fast(torch.optim.Adam, params, lr=lr))]
 
     def forward(self, x: torch.Tensor):
         mean, logvar = self.encoder(x)

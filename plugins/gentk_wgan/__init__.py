@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from gentk import ModelSpec, Phase, TrainDefaults, hookimpl, option
+from gentk.optim import fast
 from gentk_gan import GANPair
 
 __all__ = ["WGANModel", "WGANOptions", "clip_weights", "gradient_penalty"]
@@ -26,9 +27,9 @@ class WGANOptions:
 class WGANModel(GANPair):
     def phases(self, lr: float):
         if self.options.gradient_penalty > 0:
-            make = lambda params: torch.optim.Adam(params, lr=lr, betas=(0.0, 0.9))  # noqa: E731
+            make = lambda params: fast(torch.optim.Adam, params, lr=lr, betas=(0.0, 0.9))  # noqa: E731
         else:
-            make = lambda params: torch.optim.RMSprop(params, lr=lr)  # noqa: E731
+            make = lambda params: fast(torch.optim.RMSprop, params, lr=lr)  # noqa: E731
         return [Phase("critic", ["discriminator"], make, repeat=self.options.n_critic),
                 Phase("generator", ["generator"], make, uses_data=False)]
 

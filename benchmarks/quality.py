@@ -1,0 +1,123 @@
+"""Quality: train a model with the seed's protocol (or a preset / options), score it, append a results row.
+
+1. `gentk train MODEL --epochs N [--preset P] [options]` into runs/quality/<name>
+   (timed; resumes that run if it exists and is unfinished);
+2. `gentk fid RUN --num-samples 10000` (Inception FID against the whole MNIST
+   test split; samples, and reconstructions for VAE-family models);
+3. optionally `gentk fid RUN --num-samples 5000 --num-reference 5000` (the
+   count the seed used for some rows);
+4. `gentk fid RUN --features mnist-classifier` (Frechet distance in the MNIST
+   classifier's feature space, class coverage and confidence);
+5. appends a row to benchmarks/results/quality.jsonl: model, settings, epochs,
+   wall times, device, scores, Inception weights hash, gentk version, machine,
+   and for ControlVAE the KL tracking error (mean |KL - target| over the last
+   epoch's steps).
+
+Usage: python benchmarks/quality.py MODEL [--epochs N] [--preset P] [--name NAME]
+       [--also-5000] [--device auto] -- [extra gentk train options]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "quality.jsonl"
+
+
+def gentk(*args: str) -> tuple[float, str]:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "gentk", *args], text=True, capture_output=True)
+    elapsed = time.perf_counter() - started
+    sys.stderr.write(proc.stderr[-2000:])
+    if proc.returncode != 0:
+        raise SystemExit(f"gentk {' '.join(args)} failed ({proc.returncode})")
+    return elapsed, proc.stdout
+
+
+def kl_tracking(run: Path, target: float) -> dict | None:
+    """Mean |KL - target| over the training steps of the last finished epoch."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if "split" not in r and "kl" in r]
+    if not train:
+        return None
+    last_epoch = max(r["epoch"] for r in train)
+    last = [r for r in train if r["epoch"] == last_epoch] or train
+    err = sum(abs(r["kl"] - target) for r in last) / len(last)
+    return {"target": target, "mean_abs_error": round(err, 3), "steps": len(last),
+            "final_beta": last[-1].get("beta")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--epochs", type=int, default=None, help="Default: the model's (the seed's protocol).")
+    ap.add_argument("--preset", default=None)
+    ap.add_argument("--name", default=None, help="Run name under runs/quality (default: MODEL-eEPOCHS[-PRESET]).")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--num-samples", type=int, default=10000)
+    ap.add_argument("--also-5000", action="store_true", help="Also score 5000 samples vs 5000 test images.")
+    ap.add_argument("extra", nargs="*", help="More gentk train options, after --.")
+    args = ap.parse_args()
+
+    name = args.name or "-".join(x for x in (args.model, f"e{args.epochs}" if args.epochs else "default",
+                                             args.preset) if x)
+    run = ROOT / "runs" / "quality" / name
+    train_args = ["train", args.model, "--run-dir", str(run), "--device", args.device, "--no-progress",
+                  "--checkpoint-every", "2000", "--sample-every", "2000"]
+    if args.epochs:
+        train_args += ["--epochs", str(args.epochs)]
+    if args.preset:
+        train_args += ["--preset", args.preset]
+    train_args += args.extra
+    if (run / "config.json").is_file():
+        train_args = ["train", args.model, "--run-dir", str(run), "--resume", "--no-progress"]
+    train_s, _ = gentk(*train_args)
+    config = json.loads((run / "config.json").read_text())
+
+    fid_s, _ = gentk("fid", str(run), "--num-samples", str(args.num_samples), "--device", args.device, "--no-progress")
+    fid = json.loads((run / "fid.json").read_text())
+    row = {
+        "model": args.model, "name": name, "preset": args.preset, "options": config["options"],
+        "epochs": config["epochs"], "batch_size": config["batch_size"], "lr": config["lr"],
+        "data_fraction": config["data_fraction"], "extra_args": args.extra,
+        "train_wall_s": round(train_s, 1), "fid_wall_s": round(fid_s, 1), "device": fid["device"],
+        "fid": {"samples": fid["scores"]["samples"], "reconstructions": fid["scores"].get("reconstructions"),
+                "counts": fid["counts"], "reference_images": fid["reference"]["images"]},
+        "inception_sha256": fid["weights"]["sha256"],
+    }
+    if args.also_5000:
+        gentk("fid", str(run), "--num-samples", "5000", "--num-reference", "5000", "--device", args.device,
+              "--no-progress")
+        small = json.loads((run / "fid.json").read_text())
+        row["fid_5000"] = {"samples": small["scores"]["samples"],
+                           "reconstructions": small["scores"].get("reconstructions")}
+    gentk("fid", str(run), "--features", "mnist-classifier", "--num-samples", str(args.num_samples),
+          "--device", args.device, "--no-progress")
+    cls = json.loads((run / "fid-mnist-classifier.json").read_text())
+    row["classifier"] = {"fd_samples": cls["scores"]["samples"], "fd_reconstructions": cls["scores"].get("reconstructions"),
+                         **cls.get("sample_classes", {}), "weights_sha256": cls["weights"]["sha256"]}
+    if "target_kl" in config["options"]:
+        row["kl_tracking"] = kl_tracking(run, config["options"]["target_kl"])
+    import torch
+
+    from gentk import __version__
+
+    row.update({"gentk_version": __version__, "torch": torch.__version__,
+                "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"
+                           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
+                "date": time.strftime("%Y-%m-%d %H:%M")})
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(json.dumps(row, indent=2))
+
+
+if __name__ == "__main__":
+    main()
