@@ -258,7 +258,7 @@ def fid(paths, num_samples, num_reference, checkpoint, seed, device, batch_size,
     (folders of images or .npz statistics with mu and sigma, as pytorch-fid)."""
     from pathlib import Path
 
-    from .fid import FidSettings, fid_of_paths, fid_of_run
+    from .fid import FidSettings
 
     if features != "inception":
         ctx = click.get_current_context()
@@ -268,10 +268,12 @@ def fid(paths, num_samples, num_reference, checkpoint, seed, device, batch_size,
             raise click.UsageError(f"{', '.join(given)} apply to Inception features, not --features {features}")
     settings = FidSettings(device=device, batch_size=batch_size, precision=precision, weights=weights,
                            dims=int(dims), features=features, progress=progress, console=err_console)
+    try:
+        result = _fid_result(paths, settings, num_samples, num_reference, checkpoint, seed, save_stats)
+    finally:
+        if settings.dist is not None:
+            settings.dist.close()
     if len(paths) == 1 and (Path(paths[0]) / "config.json").is_file():
-        if save_stats:
-            raise click.UsageError("--save-stats is for folders of images, not runs")
-        result = fid_of_run(paths[0], settings, num_samples, num_reference, checkpoint, seed)
         w = result["weights"]
         text = ", ".join(f"{k} {v:.2f}" for k, v in result["scores"].items())
         name = "FID" if features == "inception" else f"FD ({features})"
@@ -281,14 +283,27 @@ def fid(paths, num_samples, num_reference, checkpoint, seed, device, batch_size,
         line = (f"{name} {text} ({result['counts']['samples']} samples vs {result['reference']['images']} test images; "
                 f"{w['source']} weights sha256 {w['sha256'][:12]}{extra}) -> {result['path']}")
     else:
-        result = fid_of_paths(list(paths), settings, save_stats)
         line = f"saved statistics to {save_stats}" if save_stats else f"FID: {result['fid']:.6f}"
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for the job
+        return
     for warning in result.get("warnings", []):
         err_console.print(f"[yellow]warning: {warning}[/yellow]")
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
         click.echo(line)
+
+
+def _fid_result(paths, settings, num_samples, num_reference, checkpoint, seed, save_stats) -> dict:
+    from pathlib import Path
+
+    from .fid import fid_of_paths, fid_of_run
+
+    if len(paths) == 1 and (Path(paths[0]) / "config.json").is_file():
+        if save_stats:
+            raise click.UsageError("--save-stats is for folders of images, not runs")
+        return fid_of_run(paths[0], settings, num_samples, num_reference, checkpoint, seed)
+    return fid_of_paths(list(paths), settings, save_stats)
 
 
 # -- report -----------------------------------------------------------------------------

@@ -223,3 +223,29 @@ def test_non_image_files_are_skipped_with_a_count(gentk_cli, weights_file, tmp_p
     assert "skipped 1 non-image file(s)" in result.err
     clean = json.loads(gentk_cli("fid", a, b, "--weights", weights_file, "--json", "--no-progress", *D).out)["fid"]
     assert json.loads(result.out)["fid"] == pytest.approx(clean, rel=1e-9)
+
+
+def test_fid_under_torchrun_shards_extraction_and_matches_one_process(gentk_cli, weights_file, mnist_like_folders,
+                                                                       tiny_data, tmp_path):
+    """2 gloo processes each extract half of every image set; rank 0 reports the one-process number."""
+    a, b = mnist_like_folders
+    single = json.loads(gentk_cli("fid", a, b, "--weights", weights_file, "--json", "--no-progress", *D).out)["fid"]
+    run = tmp_path / "run"
+    train("gan", run, max_steps=2, batch_size=8, data=tiny_data, device="cpu", progress=False)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "gentk"]
+    two = subprocess.run(torchrun + ["fid", str(a), str(b), "--weights", weights_file, "--json", "--no-progress", *D],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count('"fid"') == 1  # one report, from rank 0
+    assert abs(json.loads(two.stdout)["fid"] - single) <= 1e-6 * abs(single)
+
+    scored = subprocess.run(torchrun + ["fid", str(run), "--num-samples", "12", "--weights", weights_file,
+                                        "--no-progress", *D], capture_output=True, text=True, env=env, timeout=300)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert scored.stdout.count("FID samples") == 1
+    by_two = json.loads((run / "fid.json").read_text())
+    assert gentk_cli("fid", run, "--num-samples", "12", "--weights", weights_file, "--no-progress", *D).code == 0
+    by_one = json.loads((run / "fid.json").read_text())
+    assert by_two["counts"] == by_one["counts"] and by_two["reference"]["images"] == 16
+    assert abs(by_two["scores"]["samples"] - by_one["scores"]["samples"]) <= 1e-6 * by_one["scores"]["samples"]

@@ -19,7 +19,9 @@ from ..data.folder import read_images
 from ..errors import DataError, UsageError
 from ..fsutil import atomic_write_text
 from ..images import to_uint8
+from ..distributed import SINGLE, Distributed
 from .inception import DIMS_CHOICES, FEATURE_DIMS, FeatureExtractor
+from .sharded import ShardedExtractor
 from .stats import Stats, frechet_distance, load_stats, save_stats, singular_warning, stats_from_features
 from .weights import resolve_weights
 
@@ -40,6 +42,7 @@ class FidSettings:
     dims: int = FEATURE_DIMS
     features: str = "inception"
     progress: bool = True
+    dist: Distributed | None = None  # set when the extractor is built (torchrun: this rank's place)
     console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
     def validate(self) -> None:
@@ -54,16 +57,24 @@ class FidSettings:
 
 
 def _extractor(settings: FidSettings):
+    """The feature extractor; under torchrun each rank's share, gathered (the job's rank 0 writes)."""
     settings.validate()
-    device = resolve_device(settings.device)
+    dist, device = Distributed.from_env(resolve_device(settings.device))
+    progress = settings.progress and dist.is_main
     if settings.features == "mnist-classifier":
         from .classifier import ClassifierFeatures
 
-        return ClassifierFeatures(device, settings.batch_size or 500, settings.progress)
-    batch_size = settings.batch_size or (8 if device.type == "cpu" else 200)
-    weights = resolve_weights(settings.weights)
-    return FeatureExtractor(weights, device, batch_size,
-                            settings.precision, settings.progress, settings.dims)
+        inner = ClassifierFeatures(device, settings.batch_size or 500, progress)
+    else:
+        batch_size = settings.batch_size or (8 if device.type == "cpu" else 200)
+        weights = resolve_weights(settings.weights)
+        inner = FeatureExtractor(weights, device, batch_size, settings.precision, progress, settings.dims)
+    settings.dist = dist
+    return ShardedExtractor(inner, dist) if dist.enabled else inner
+
+
+def _is_main(settings: FidSettings) -> bool:
+    return (settings.dist or SINGLE).is_main
 
 
 # -- folders and .npz --------------------------------------------------------------------
@@ -117,7 +128,8 @@ def fid_of_paths(paths: list[str], settings: FidSettings, save_to: str | None = 
     if save_to is not None:
         if len(paths) != 1:
             raise UsageError("--save-stats takes one input path")
-        save_stats(Path(save_to), results[0][0])
+        if _is_main(settings):
+            save_stats(Path(save_to), results[0][0])
         out["saved"] = save_to
         return out
     if len(paths) != 2:
@@ -132,19 +144,25 @@ def fid_of_paths(paths: list[str], settings: FidSettings, save_to: str | None = 
 
 # -- runs ----------------------------------------------------------------------------------
 
-def reference_stats(images: torch.Tensor, name: str, extract, console: Console) -> tuple[Stats, str]:
+def reference_stats(images: torch.Tensor, name: str, extract, console: Console,
+                    dist: Distributed = SINGLE) -> tuple[Stats, str]:
     """Statistics of a reference split, cached by its pixels and the weights' hash."""
     digest = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]
     size = images.shape[-1]
     path = gentk_home() / "fid" / (f"ref-{name}-{size}px-{images.shape[0]}-{digest}-"
                                        f"d{extract.dims}-w{extract.weights.sha256[:12]}.npz")
+    cached = None
     if path.is_file():
         try:
-            return load_stats(path), str(path)
+            cached = load_stats(path)
         except DataError:
             console.print(f"[yellow]cached reference statistics {path} are damaged; computing them again[/yellow]")
+    # Under torchrun the ranks extract together, so they must agree whether to.
+    if not dist.any(cached is None):
+        return cached, str(path)
     stats = stats_from_features(extract(images, label=f"reference {name}"))
-    save_stats(path, stats)
+    if dist.is_main:
+        save_stats(path, stats)
     return stats, str(path)
 
 
@@ -166,7 +184,8 @@ def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10
         reference = reference[:num_reference]
     name = f"folder-{Path(cfg.data[len('folder:'):]).name}" if cfg.data.startswith("folder:") else cfg.data
     slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
-    ref_stats, ref_path = reference_stats(reference, f"{slug}-test", extract, settings.console)
+    ref_stats, ref_path = reference_stats(reference, f"{slug}-test", extract, settings.console,
+                                          settings.dist or SINGLE)
 
     notes: list[str] = []
     samples = to_uint8(loaded.sample(num_samples, seed=seed))
@@ -197,7 +216,8 @@ def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10
         "warnings": warnings,
     }
     result["path"] = str(Path(run_dir) / result_name(settings.features))
-    atomic_write_text(Path(result["path"]), json.dumps(result, indent=2) + "\n")
+    if _is_main(settings):
+        atomic_write_text(Path(result["path"]), json.dumps(result, indent=2) + "\n")
     return result
 
 
