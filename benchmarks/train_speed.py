@@ -44,6 +44,7 @@ from gentk import __version__
 from gentk.config import resolve_device
 from gentk.data import fit_images, load_dataset
 from gentk.engine import build_model, train
+from gentk.options import option_defaults
 from gentk.plugins import get_registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,8 +182,6 @@ def seed_images_per_sec(name, images, device, batch, steps, window, precision, l
     """The seed's loop: one warm-up window, then ``steps`` steps timed per window; images/s per window."""
     registry = get_registry()
     spec = registry.spec(name)
-    from gentk.options import option_defaults
-
     torch.manual_seed(0)
     model = build_model(registry, spec, option_defaults(spec.options)).to(device).train()
     o = model.options
@@ -264,7 +263,7 @@ def main() -> None:
             batch *= args.batch_scale
             steps = max(1, int(steps * args.scale))
             spec = registry.spec(name)
-            build = build_model(registry, spec, __import__("gentk.options", fromlist=["x"]).option_defaults(spec.options))
+            build = build_model(registry, spec, option_defaults(spec.options))
             dataset = load_dataset("mnist", None)
             train_u8 = fit_images(dataset.train, build.image_size, build.channels, build.fit)
             if spec.defaults.data_fraction < 1:

@@ -145,10 +145,6 @@ class Distributed:
         parts = self.gather(pad)
         return torch.cat([p[:c] for p, c in zip(parts, counts)])
 
-    def barrier(self) -> None:
-        if self.enabled:
-            td.barrier()
-
     def agree(self, error: BaseException | None) -> None:
         """A collective check-point: if any rank failed, every rank stops.
 

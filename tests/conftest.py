@@ -20,6 +20,20 @@ def make_image_folder(root: Path, n_train: int = 48, n_test: int = 16, size: int
     return root
 
 
+def fid_folder_pair(root: Path, n: int) -> tuple[Path, Path]:
+    """Two folders of ``n`` small images; half of the second gets speckle noise: a clearly different set."""
+    import numpy as np
+    from PIL import Image
+
+    a = make_image_folder(root / "a", n_train=n, n_test=0, seed=1) / "train"
+    b = make_image_folder(root / "b", n_train=n, n_test=0, seed=2) / "train"
+    rng = np.random.default_rng(3)
+    for path in sorted(b.iterdir())[::2]:
+        pixels = np.asarray(Image.open(path)).astype(np.int16) + rng.integers(0, 120, (28, 28))
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path)
+    return a, b
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> str:
     """``--data`` value of a tiny dataset (48 train / 16 test images, 28x28)."""

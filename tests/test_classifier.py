@@ -6,9 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from conftest import make_image_folder, one_line_error
+from conftest import fid_folder_pair, one_line_error
 from gentk.engine import train
 from gentk.fid.classifier import WEIGHTS_PATH, class_summary, load_classifier, prepare
 
@@ -44,14 +43,8 @@ def test_class_summary():
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cls")
-    a = make_image_folder(root / "a", n_train=160, n_test=0, seed=1) / "train"
-    b = make_image_folder(root / "b", n_train=160, n_test=0, seed=2) / "train"
-    rng = np.random.default_rng(0)
-    for path in sorted(b.iterdir())[::2]:
-        pixels = np.asarray(Image.open(path)).astype(np.int16) + rng.integers(0, 120, (28, 28))
-        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path)
-    return a, b
+    # More images than the classifier's 128 feature dims: a well-conditioned covariance.
+    return fid_folder_pair(tmp_path_factory.mktemp("cls"), 160)
 
 
 def test_two_folders(gentk_cli, folders):

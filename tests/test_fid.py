@@ -16,7 +16,7 @@ from gentk.engine import train
 from gentk.fid import inception as inception_mod
 from gentk.fid import weights as weights_mod
 
-from conftest import make_image_folder, one_line_error
+from conftest import fid_folder_pair, one_line_error
 
 # 64-d features (pytorch-fid's --dims 64) keep tests fast: the 2048x2048 matrix square
 # root takes minutes on two cores. The 2048-d path is the same code with another block.
@@ -46,15 +46,8 @@ def weights_file(converted_weights):
 
 @pytest.fixture(scope="session")
 def mnist_like_folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fidimgs")
     # More images than the 64 feature dims the tests use: a well-conditioned covariance.
-    a = make_image_folder(root / "a", n_train=80, n_test=0, seed=1) / "train"
-    b = make_image_folder(root / "b", n_train=80, n_test=0, seed=2) / "train"
-    rng = np.random.default_rng(3)
-    for path in sorted(b.iterdir())[::2]:  # half of b gets speckle noise: a clearly different set
-        pixels = np.asarray(Image.open(path)).astype(np.int16) + rng.integers(0, 120, (28, 28))
-        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path)
-    return a, b
+    return fid_folder_pair(tmp_path_factory.mktemp("fidimgs"), 80)
 
 
 def _wheel_payload():

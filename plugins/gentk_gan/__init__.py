@@ -58,7 +58,8 @@ def compute_loss(model, phase, batch, state):
     if type(model) is not GANModel:
         return None
     if phase == "discriminator":
-        fake = model.fake(batch.shape[0]).detach()
+        with torch.no_grad():  # D needs the fakes, not G's graph: no activations kept for backward
+            fake = model.fake(batch.shape[0])
         real_logits, fake_logits = model.discriminator(batch), model.discriminator(fake)
         loss = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
         return {"loss": loss, "real_prob": torch.sigmoid(real_logits).mean(),

@@ -92,7 +92,8 @@ def compute_loss(model, phase, batch, state):
         return None
     o = model.options
     if phase == "discriminator":
-        fake = model.fake(batch.shape[0]).detach()
+        with torch.no_grad():  # D needs the fakes, not G's graph: no activations kept for backward
+            fake = model.fake(batch.shape[0])
         real_logit, real_rot, labels = model.scores(batch)
         fake_logit, fake_rot, _ = model.scores(fake)
         gan = bce(real_logit, 1.0) + bce(fake_logit, 0.0)

@@ -69,7 +69,8 @@ def compute_loss(model, phase, batch, state):
     if type(model) is not WGANModel:
         return None
     if phase == "critic":
-        fake = model.fake(batch.shape[0]).detach()
+        with torch.no_grad():  # D needs the fakes, not G's graph: no activations kept for backward
+            fake = model.fake(batch.shape[0])
         real_score, fake_score = model.discriminator(batch).mean(), model.discriminator(fake).mean()
         loss = fake_score - real_score
         out = {"wasserstein": real_score - fake_score}
