@@ -256,8 +256,6 @@ def fid(paths, num_samples, num_reference, checkpoint, seed, device, batch_size,
         features, save_stats, as_json, progress):
     """FID of a run (RUN_DIR) against its dataset's test split, or between two PATHs
     (folders of images or .npz statistics with mu and sigma, as pytorch-fid)."""
-    from pathlib import Path
-
     from .fid import FidSettings
 
     if features != "inception":
@@ -273,7 +271,7 @@ def fid(paths, num_samples, num_reference, checkpoint, seed, device, batch_size,
     finally:
         if settings.dist is not None:
             settings.dist.close()
-    if len(paths) == 1 and (Path(paths[0]) / "config.json").is_file():
+    if "scores" in result:  # a run was scored
         w = result["weights"]
         text = ", ".join(f"{k} {v:.2f}" for k, v in result["scores"].items())
         name = "FID" if features == "inception" else f"FD ({features})"

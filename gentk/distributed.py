@@ -151,15 +151,23 @@ class Distributed:
         The rank that failed re-raises its own error (so its message is printed);
         the others raise RankFailed instead of waiting forever for it.
         """
-        if not self.enabled:
-            if error is not None:
-                raise error
-            return
         failed = self.any(error is not None)
         if error is not None:
             raise error
         if failed:
             raise RankFailed(f"rank {self.rank}: stopped because another rank failed (its error is above)")
+
+    def call(self, fn, *, main_only: bool = False):
+        """``fn()`` on every rank (or on rank 0 alone), then :meth:`agree`: a GentkError
+        anywhere stops every rank. Returns ``fn``'s result (None on ranks that did not run it)."""
+        error = result = None
+        if self.is_main or not main_only:
+            try:
+                result = fn()
+            except GentkError as exc:
+                error = exc
+        self.agree(error)
+        return result
 
 
 #: The single-process default.

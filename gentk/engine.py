@@ -112,6 +112,7 @@ class Trainer:
         self._pending: list[tuple[int, int, dict]] = []
         self._key_phase: dict[str, str] = {}
         self._last_record: dict = {}
+        self._window: tuple[int, float] | None = None  # (step, time) of the last throughput mark
 
     # -- set-up -----------------------------------------------------------------
     def _prepare_run_dir(self) -> None:
@@ -137,13 +138,7 @@ class Trainer:
     def _load_data(self, model: GenerativeModel, device: torch.device):
         cfg = self.config
         # Rank 0 fills the dataset cache first, so ranks never download over each other.
-        error = dataset = None
-        if self.dist.is_main:
-            try:
-                dataset = load_dataset(cfg.data, cfg.data_root)
-            except GentkError as exc:
-                error = exc
-        self.dist.agree(error)
+        dataset = self.dist.call(lambda: load_dataset(cfg.data, cfg.data_root), main_only=True)
         if dataset is None:
             dataset = load_dataset(cfg.data, cfg.data_root)
         self.console.print(f"[dim]data: {dataset.source}[/dim]")
@@ -159,25 +154,25 @@ class Trainer:
     def _checkpoint(self, model, optimizers, state, stream) -> None:
         self._flush_metrics()
         rng = self._rng_tensors()  # a collective under torchrun: every rank's RNG goes in
-        error = None
-        if self.dist.is_main:
-            tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-            optim_meta = {}
-            for name, opt in optimizers.items():
-                t, meta = optimizer_to_tensors(f"optim/{name}", opt)
-                tensors.update(t)
-                optim_meta[name] = meta
-            tensors.update(rng)
-            meta = {"state": state.to_json(), "data": stream.position(), "optimizers": optim_meta,
-                    "precision": self.precision.state_dict(), "world_size": self.dist.world,
-                    "config": self.config.to_dict(), "gentk_version": __version__}
-            try:
-                save_checkpoint(self.run.checkpoints, state.step, tensors, meta, keep=self.config.keep_checkpoints)
-            except OSError as exc:
-                error = RunDirError(f"could not write a checkpoint in {self.run.checkpoints}: "
-                                    f"{exc.strerror or exc}; earlier checkpoints are intact")
-        self.dist.agree(error)
+        self.dist.call(lambda: self._write_checkpoint(model, optimizers, state, stream, rng), main_only=True)
         self._last_checkpoint = state.step
+
+    def _write_checkpoint(self, model, optimizers, state, stream, rng: dict) -> None:
+        tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+        optim_meta = {}
+        for name, opt in optimizers.items():
+            t, meta = optimizer_to_tensors(f"optim/{name}", opt)
+            tensors.update(t)
+            optim_meta[name] = meta
+        tensors.update(rng)
+        meta = {"state": state.to_json(), "data": stream.position(), "optimizers": optim_meta,
+                "precision": self.precision.state_dict(), "config": self.config.to_dict(),
+                "gentk_version": __version__}
+        try:
+            save_checkpoint(self.run.checkpoints, state.step, tensors, meta, keep=self.config.keep_checkpoints)
+        except OSError as exc:
+            raise RunDirError(f"could not write a checkpoint in {self.run.checkpoints}: "
+                              f"{exc.strerror or exc}; earlier checkpoints are intact") from exc
 
     def _rng_tensors(self) -> dict:
         """This process's RNG state; under torchrun every rank's, under rng/rank{R}/."""
@@ -196,7 +191,7 @@ class Trainer:
             tensors = {k.replace(prefix, "rng/", 1): v for k, v in tensors.items() if k.startswith(prefix)}
         restore_rng(tensors)
 
-    def _restore(self, model, optimizers, state, stream) -> bool:
+    def _restore(self, model, optimizers, state, stream) -> None:
         """Load the newest intact checkpoint (every rank reads it: the run dir must be shared)."""
         ckpt, notes = latest_intact(self.run.checkpoints)
         for note in notes:
@@ -207,7 +202,7 @@ class Trainer:
             self.console.print("[yellow]no checkpoint yet: starting the run from step 0[/yellow]")
             if self.dist.is_main:
                 self.run.truncate_metrics(0)
-            return False
+            return
         try:
             model.load_state_dict(model_state(ckpt.tensors))
             for name, opt in optimizers.items():
@@ -222,7 +217,6 @@ class Trainer:
             self.run.truncate_metrics(state.step)
         self._last_checkpoint = state.step
         self.console.print(f"[dim]resumed from {ckpt.name} (epoch {state.epoch})[/dim]")
-        return True
 
     # -- metrics ----------------------------------------------------------------
     def _record(self, step: int, epoch: int, values: dict) -> None:
@@ -292,14 +286,8 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------
     def train(self) -> dict:
-        error = None
-        if self.dist.is_main:
-            try:
-                self._prepare_run_dir()
-            except GentkError as exc:
-                error = exc
         try:
-            self.dist.agree(error)
+            self.dist.call(self._prepare_run_dir, main_only=True)
             return self._train()
         finally:
             self._pending = []
@@ -335,24 +323,16 @@ class Trainer:
         if dist.enabled:
             # Each rank draws its own noise (GAN fakes, VAE samples), reproducibly.
             torch.manual_seed(cfg.seed * 1_000_003 + dist.rank + 1)
-        reduce = dist.mean if dist.enabled else None
-        state = TrainState(cfg.batch_size, device, reduce=reduce,
+        state = TrainState(cfg.batch_size, device, reduce=dist.mean,
                            adjust=lambda kl: self.registry.call("adjust_beta", model=model, state=state, kl=kl))
         stream = BatchStream(len(train), cfg.batch_size, cfg.seed, rank=dist.rank, world=dist.world)
         self._last_checkpoint = 0
         if self.resume:
-            error = None
-            try:
-                self._restore(model, optimizers, state, stream)
-            except GentkError as exc:
-                error = exc
-            dist.agree(error)
+            dist.call(lambda: self._restore(model, optimizers, state, stream))
 
         noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(device)
         real = test.batch(torch.arange(min(32, len(test))))
-        data_batches = sum(p.repeat for p in phases if p.uses_data)
-        batches_per_step = data_batches or 1
-        images_per_step = cfg.batch_size * batches_per_step * dist.world
+        batches_per_step = sum(p.repeat for p in phases if p.uses_data) or 1
         total = math.ceil(cfg.epochs * stream.batches_per_epoch / batches_per_step)
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
@@ -361,7 +341,7 @@ class Trainer:
 
         started = time.perf_counter() - state.elapsed
         self._window = (state.step, time.perf_counter())
-        self._images_per_step = images_per_step
+        self._images_per_step = cfg.batch_size * batches_per_step * dist.world
         interrupted = None
         with _Signals() as signals, TrainProgress(total, state.step, self.show_progress, self.console) as bar:
             while state.step < total and stream.epoch < cfg.epochs:
@@ -381,11 +361,8 @@ class Trainer:
                     self._save_grids(model, state.step, noise, real)
                 if state.step % cfg.checkpoint_every == 0:
                     self._checkpoint(model, optimizers, state, stream)
-                # Under torchrun the ranks agree to stop at a log step (a signal may reach one rank only).
-                if signals.received is not None and not dist.enabled:
-                    interrupted = signals.received
-                    break
-                if dist.enabled and logged and dist.any(signals.received is not None):
+                # Under torchrun the ranks agree to stop, at a log step (a signal may reach one rank only).
+                if (logged or not dist.enabled) and dist.any(signals.received is not None):
                     interrupted = signals.received or signal.SIGTERM
                     break
             self._flush_metrics()
@@ -413,13 +390,12 @@ class Trainer:
         Host clock: the flush that follows reads the device, so work still queued
         on a GPU counts in the next window; over a run the windows add up.
         """
-        rows = [vals for _, _, vals in self._pending if "split" not in vals]
-        step = max((s for s, _, vals in self._pending if "split" not in vals), default=None)
-        window = getattr(self, "_window", None)
-        if not rows or window is None or step is None or step <= window[0]:
+        training = [(step, vals) for step, _, vals in self._pending if "split" not in vals]
+        if not training or self._window is None or training[-1][0] <= self._window[0]:
             return
+        (step, vals), (since, then) = training[-1], self._window
         now = time.perf_counter()
-        rows[-1]["images_per_sec"] = round((step - window[0]) * self._images_per_step / max(now - window[1], 1e-9), 1)
+        vals["images_per_sec"] = round((step - since) * self._images_per_step / max(now - then, 1e-9), 1)
         self._window = (step, now)
 
     def _plot(self) -> None:

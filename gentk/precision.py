@@ -49,8 +49,7 @@ class MixedPrecision:
 
     def state_dict(self) -> dict:
         """JSON: each fp16 scaler's scale and growth tracker."""
-        return {name: {k: (float(v) if isinstance(v, float) else v) for k, v in s.state_dict().items()}
-                for name, s in self.scalers.items()}
+        return {name: s.state_dict() for name, s in self.scalers.items()}
 
     def load_state_dict(self, state: dict) -> None:
         for name, scaler in self.scalers.items():
