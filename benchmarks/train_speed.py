@@ -21,7 +21,7 @@ data preparation, start-up or final checkpoint is counted. A "step" is one updat
 network (WGAN: n_critic critic updates and one generator update).
 
 Usage: python benchmarks/train_speed.py [--models gan,vae,...] [--device cpu] [--precision fp32]
-       [--rounds 2] [--scale 1.0]
+       [--rounds 2] [--scale 1.0] [--batch-scale 1] [--compile]
 Prints a table and appends JSON rows to benchmarks/results/train_speed.jsonl.
 """
 
@@ -236,11 +236,16 @@ def seed_images_per_sec(name, images, device, batch, steps, window, precision, l
     return rates
 
 
-def gentk_images_per_sec(name, device, batch, steps, window, precision, workdir: Path, round_no: int) -> list[float]:
-    """gentk.train for one warm-up window + ``steps`` steps, logging every ``window`` steps; images/s per window."""
+def gentk_images_per_sec(name, device, batch, steps, window, precision, workdir: Path, round_no: int,
+                         compile: bool = False) -> list[float]:
+    """gentk.train for one warm-up window + ``steps`` steps, logging every ``window`` steps; images/s per window.
+
+    With ``compile`` the networks are torch.compiled (``--compile``); compilation happens in the
+    warm-up window, which is dropped."""
     run_dir = workdir / f"{name}-{round_no}"
     train(name, run_dir, max_steps=window + steps, batch_size=batch, device=str(device), log_every=window,
-          sample_every=10**9, checkpoint_every=10**9, precision=precision, progress=False, eval_limit=8)
+          sample_every=10**9, checkpoint_every=10**9, precision=precision, progress=False, eval_limit=8,
+          compile=compile)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [r["images_per_sec"] for r in rows if "images_per_sec" in r and "split" not in r and r["step"] > window]
 
@@ -253,6 +258,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4, help="Alternating seed/gentk rounds per model.")
     ap.add_argument("--scale", type=float, default=1.0, help="Multiply the timed steps (GPUs: 10).")
     ap.add_argument("--batch-scale", type=int, default=1, help="Multiply every batch size.")
+    ap.add_argument("--compile", action="store_true",
+                    help="Run gentk with --compile (torch.compile); the seed's loop stays eager, as written.")
     args = ap.parse_args()
     device = resolve_device(args.device)
     registry = get_registry()
@@ -276,12 +283,14 @@ def main() -> None:
             for r in range(args.rounds):
                 seed.append(seed_images_per_sec(name, images, device, batch, steps, window, args.precision,
                                                 spec.defaults.lr))
-                ours.append(gentk_images_per_sec(name, device, batch, steps, window, args.precision, Path(tmp), r))
+                ours.append(gentk_images_per_sec(name, device, batch, steps, window, args.precision, Path(tmp), r,
+                                                 compile=args.compile))
                 print(f"  {name} round {r + 1}: seed median {np.median(seed[-1]):.1f} img/s, "
                       f"gentk median {np.median(ours[-1]):.1f} img/s", flush=True)
             s = float(np.median(np.concatenate(seed)))
             g = float(np.median(np.concatenate(ours)))
-            row = {"model": name, "device": str(device), "precision": args.precision, "batch_size": batch,
+            row = {"model": name, "device": str(device), "precision": args.precision, "compile": args.compile,
+                   "batch_size": batch,
                    "timed_steps": steps, "window_steps": window, "rounds": args.rounds, "seed_images_per_sec": round(s, 1),
                    "gentk_images_per_sec": round(g, 1), "ratio": round(g / s, 3),
                    "windows": {"seed": [round(v, 1) for r in seed for v in r],
