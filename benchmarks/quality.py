@@ -55,7 +55,8 @@ def kl_tracking(run: Path, target: float) -> dict | None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="Options after -- go to gentk train as they are, e.g. -- --ema 0.999.")
     ap.add_argument("model")
     ap.add_argument("--epochs", type=int, default=None, help="Default: the model's (the seed's protocol).")
     ap.add_argument("--preset", default=None)
@@ -63,8 +64,12 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--num-samples", type=int, default=10000)
     ap.add_argument("--also-5000", action="store_true", help="Also score 5000 samples vs 5000 test images.")
-    ap.add_argument("extra", nargs="*", help="More gentk train options, after --.")
-    args = ap.parse_args()
+    # Everything after "--" goes to gentk train as is (argparse alone would give a
+    # trailing positional nothing once MODEL is consumed, and read "--ema" as its own).
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args.extra = extra
 
     name = args.name or "-".join(x for x in (args.model, f"e{args.epochs}" if args.epochs else "default",
                                              args.preset) if x)
