@@ -67,9 +67,9 @@ def main() -> None:
     # Everything after "--" goes to gentk train as is (argparse alone would give a
     # trailing positional nothing once MODEL is consumed, and read "--ema" as its own).
     argv = sys.argv[1:]
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
-    args.extra = extra
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = ap.parse_args(argv[:cut])
+    args.extra = argv[cut + 1:]
 
     name = args.name or "-".join(x for x in (args.model, f"e{args.epochs}" if args.epochs else "default",
                                              args.preset) if x)
