@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import save as st_save
@@ -99,8 +99,14 @@ def test_npz_stats_loader(tmp_path, data):
     _ends_well(lambda: load_stats(path))
 
 
+# Found by this test in CI: an empty IDAT chunk, which Pillow reports as a SyntaxError.
+BROKEN_PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x08\x00\x00\x00\x08\x08\x00\x00\x00"
+              b"\x00\xe1d\xe1W\x00\x00\x00\x00IDAT\x00\x00\x00\x00\x00\x00\x00\x00")
+
+
 @FUZZ
 @given(data=mutated(_valid_png()))
+@example(data=BROKEN_PNG)
 def test_image_loader(tmp_path, data):
     path = tmp_path / "x.png"
     path.write_bytes(data)

@@ -40,7 +40,8 @@ def read_images(paths: list[Path]) -> np.ndarray:
                     raise DataError(f"{path}: {img.width}x{img.height} is too large an image")
                 img.load()
                 loaded.append(img.copy())
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        # Pillow reports some damaged PNG chunks as SyntaxError ("broken PNG file").
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise DataError(f"{path} is not a readable image ({type(exc).__name__})") from exc
     gray = all(img.mode in GRAY_MODES for img in loaded)
     mode = "L" if gray else "RGB"
