@@ -1,7 +1,8 @@
 """Quality: train a model with the seed's protocol (or a preset / options), score it, append a results row.
 
 1. `gentk train MODEL --epochs N [--preset P] [options]` into runs/quality/<name>
-   (timed; resumes that run if it exists and is unfinished);
+   (timed; resumes that run if it exists and is unfinished, so a long run can be
+   trained in pieces: the row also carries the loop time summed over all pieces);
 2. `gentk fid RUN --num-samples 10000` (Inception FID against the whole MNIST
    test split; samples, and reconstructions for VAE-family models);
 3. optionally `gentk fid RUN --num-samples 5000 --num-reference 5000` (the
@@ -26,6 +27,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from gentk.report import summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "quality.jsonl"
@@ -81,10 +84,14 @@ def main() -> None:
     if args.preset:
         train_args += ["--preset", args.preset]
     train_args += args.extra
-    if (run / "config.json").is_file():
+    resumed = (run / "config.json").is_file()
+    if resumed:
         train_args = ["train", args.model, "--run-dir", str(run), "--resume", "--no-progress"]
     train_s, _ = gentk(*train_args)
     config = json.loads((run / "config.json").read_text())
+    # The training loop's own time summed over every session of the run (kept in its
+    # checkpoints), so a long run trained in pieces with resume still reports its whole cost.
+    trained = summarize(run)
 
     fid_s, _ = gentk("fid", str(run), "--num-samples", str(args.num_samples), "--device", args.device, "--no-progress")
     fid = json.loads((run / "fid.json").read_text())
@@ -92,7 +99,8 @@ def main() -> None:
         "model": args.model, "name": name, "preset": args.preset, "options": config["options"],
         "epochs": config["epochs"], "batch_size": config["batch_size"], "lr": config["lr"],
         "data_fraction": config["data_fraction"], "extra_args": args.extra,
-        "train_wall_s": round(train_s, 1), "fid_wall_s": round(fid_s, 1), "device": fid["device"],
+        "train_wall_s": round(train_s, 1), "resumed": resumed, "steps": trained["steps"],
+        "train_loop_s_all_sessions": round(trained["wall_time_s"] or 0.0, 1), "fid_wall_s": round(fid_s, 1), "device": fid["device"],
         "fid": {"samples": fid["scores"]["samples"], "reconstructions": fid["scores"].get("reconstructions"),
                 "counts": fid["counts"], "reference_images": fid["reference"]["images"]},
         "inception_sha256": fid["weights"]["sha256"],
