@@ -19,8 +19,9 @@ class WGANOptions:
     n_critic: int = option(20, "Critic updates per generator update.")
     clip: float = option(0.005, "Clip critic weights to [-clip, clip] after each critic step "
                                 "(ignored with --gradient-penalty).")
-    gradient_penalty: float = option(0.0, "WGAN-GP: weight of the gradient penalty (10 is standard; "
-                                          "0 = the seed's clipping). Uses Adam (0, 0.9) instead of RMSprop.")
+    gradient_penalty: float = option(0.0, "WGAN-GP: weight of the gradient penalty (10 is standard, "
+                                          "with --n-critic 5 as in the paper; 0 = the seed's clipping). "
+                                          "Uses Adam (0, 0.9) instead of RMSprop.")
     ema: float = option(0.0, "Decay of an EMA of the generator used for samples (0 = off).")
 
 
