@@ -63,6 +63,18 @@ CORE_OPTIONS = [
 ]
 
 
+def _preset_flags(values: dict) -> str:
+    """A preset as the flags it stands for: {"n_critic": 5, "d_x": False} -> "--n-critic 5 --no-d-x"."""
+    flags = []
+    for key, value in values.items():
+        flag = key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            flags.append(f"--{flag} {value:g}" if isinstance(value, float) else f"--{flag} {value}")
+    return " ".join(flags)
+
+
 def _model_command(name: str) -> click.Command:
     from .options import click_options
 
@@ -80,7 +92,9 @@ def _model_command(name: str) -> click.Command:
         params.append(click.Option([decl], **kwargs))
     if spec.presets:
         params.append(click.Option(["--preset"], type=click.Choice(sorted(spec.presets)), default=None,
-                                   help="A named set of option values (explicit options still win)."))
+                                   help="A named set of option values (explicit options still win): "
+                                        + "; ".join(f"{name} = {_preset_flags(values)}"
+                                                    for name, values in sorted(spec.presets.items())) + "."))
     core_names = {p.name for p in params}
     for opt in click_options(spec.options):
         if opt.name in core_names:

@@ -72,6 +72,20 @@ def test_ssgan_paper_preset(gentk_cli, tmp_path, tiny_data):
     assert json.loads((tmp_path / "r2" / "config.json").read_text())["options"]["alpha"] == 0.5
 
 
+def test_wgan_gp_preset_and_its_help(gentk_cli, tmp_path, tiny_data):
+    import json
+
+    common = ("--max-steps", "1", "--batch-size", "2", "--data", tiny_data, "--device", "cpu", "--no-progress")
+    assert gentk_cli("train", "wgan", "--preset", "gp", "--run-dir", tmp_path / "r", *common).code == 0
+    options = json.loads((tmp_path / "r" / "config.json").read_text())["options"]
+    assert options["gradient_penalty"] == 10.0 and options["n_critic"] == 5
+    assert gentk_cli("train", "wgan", "--preset", "gp", "--n-critic", "3", "--run-dir", tmp_path / "r2",
+                     *common).code == 0
+    assert json.loads((tmp_path / "r2" / "config.json").read_text())["options"]["n_critic"] == 3
+    help_text = " ".join(gentk_cli("train", "wgan", "--help").out.split())
+    assert "gp = --gradient-penalty 10 --n-critic 5." in help_text
+
+
 def test_ssgan_pads_mnist_to_32():
     from gentk_ssgan import SSGANModel, SSGANOptions
 

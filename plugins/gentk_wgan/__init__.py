@@ -56,6 +56,8 @@ def register_models(register):
         options=WGANOptions,
         defaults=TrainDefaults(epochs=300, batch_size=128, lr=1e-4),
         description="Wasserstein GAN, weight clipping or gradient penalty (seed section 2-2)",
+        # WGAN-GP as Gulrajani et al. train it (their lr 1e-4 is already the default).
+        presets={"gp": {"gradient_penalty": 10.0, "n_critic": 5}},
     ))
 
 
