@@ -17,6 +17,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import GentkError, UnknownModelError
+from .options import flag_name
 
 err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console()
@@ -67,11 +68,11 @@ def _preset_flags(values: dict) -> str:
     """A preset as the flags it stands for: {"n_critic": 5, "d_x": False} -> "--n-critic 5 --no-d-x"."""
     flags = []
     for key, value in values.items():
-        flag = key.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(f"--{flag}" if value else f"--no-{flag}")
+        flag = flag_name(key)
+        if isinstance(value, bool):  # the --x/--no-x pair click_options declares
+            flags.append(flag if value else f"--no-{flag[2:]}")
         else:
-            flags.append(f"--{flag} {value:g}" if isinstance(value, float) else f"--{flag} {value}")
+            flags.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
     return " ".join(flags)
 
 
@@ -211,7 +212,7 @@ def models(model, as_json):
     out_console.print(table)
     opts = Table("option", "default", "help")
     for key, d in info["options"].items():
-        opts.add_row("--" + key.replace("_", "-"), repr(d["default"]), d["help"])
+        opts.add_row(flag_name(key), repr(d["default"]), d["help"])
     out_console.print(opts)
 
 
