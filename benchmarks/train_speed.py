@@ -21,7 +21,7 @@ data preparation, start-up or final checkpoint is counted. A "step" is one updat
 network (WGAN: n_critic critic updates and one generator update).
 
 Usage: python benchmarks/train_speed.py [--models gan,vae,...] [--device cpu] [--precision fp32]
-       [--rounds 2] [--scale 1.0] [--batch-scale 1] [--compile]
+       [--rounds 2] [--scale 1.0] [--batch-scale 1] [--compile [--compile-mode reduce-overhead]]
 Prints a table and appends JSON rows to benchmarks/results/train_speed.jsonl.
 """
 
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from gentk import __version__
-from gentk.config import resolve_device
+from gentk.config import COMPILE_MODES, resolve_device
 from gentk.data import fit_images, load_dataset
 from gentk.engine import build_model, train
 from gentk.options import option_defaults
@@ -237,7 +237,7 @@ def seed_images_per_sec(name, images, device, batch, steps, window, precision, l
 
 
 def gentk_images_per_sec(name, device, batch, steps, window, precision, workdir: Path, round_no: int,
-                         compile: bool = False) -> list[float]:
+                         compile: bool = False, compile_mode: str = "default") -> list[float]:
     """gentk.train for one warm-up window + ``steps`` steps, logging every ``window`` steps; images/s per window.
 
     With ``compile`` the networks are torch.compiled (``--compile``); compilation happens in the
@@ -245,7 +245,7 @@ def gentk_images_per_sec(name, device, batch, steps, window, precision, workdir:
     run_dir = workdir / f"{name}-{round_no}"
     train(name, run_dir, max_steps=window + steps, batch_size=batch, device=str(device), log_every=window,
           sample_every=10**9, checkpoint_every=10**9, precision=precision, progress=False, eval_limit=8,
-          compile=compile)
+          compile=compile, compile_mode=compile_mode)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [r["images_per_sec"] for r in rows if "images_per_sec" in r and "split" not in r and r["step"] > window]
 
@@ -260,6 +260,8 @@ def main() -> None:
     ap.add_argument("--batch-scale", type=int, default=1, help="Multiply every batch size.")
     ap.add_argument("--compile", action="store_true",
                     help="Run gentk with --compile (torch.compile); the seed's loop stays eager, as written.")
+    ap.add_argument("--compile-mode", default="default", choices=list(COMPILE_MODES),
+                    help="gentk's --compile-mode (reduce-overhead: CUDA graphs on a GPU).")
     args = ap.parse_args()
     device = resolve_device(args.device)
     registry = get_registry()
@@ -284,12 +286,13 @@ def main() -> None:
                 seed.append(seed_images_per_sec(name, images, device, batch, steps, window, args.precision,
                                                 spec.defaults.lr))
                 ours.append(gentk_images_per_sec(name, device, batch, steps, window, args.precision, Path(tmp), r,
-                                                 compile=args.compile))
+                                                 compile=args.compile, compile_mode=args.compile_mode))
                 print(f"  {name} round {r + 1}: seed median {np.median(seed[-1]):.1f} img/s, "
                       f"gentk median {np.median(ours[-1]):.1f} img/s", flush=True)
             s = float(np.median(np.concatenate(seed)))
             g = float(np.median(np.concatenate(ours)))
             row = {"model": name, "device": str(device), "precision": args.precision, "compile": args.compile,
+                   "compile_mode": args.compile_mode if args.compile else None,
                    "batch_size": batch,
                    "timed_steps": steps, "window_steps": window, "rounds": args.rounds, "seed_images_per_sec": round(s, 1),
                    "gentk_images_per_sec": round(g, 1), "ratio": round(g / s, 3),

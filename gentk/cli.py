@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .config import COMPILE_MODES
 from .errors import GentkError, UnknownModelError
 from .options import flag_name
 
@@ -55,6 +56,10 @@ CORE_OPTIONS = [
                               "fp32 repeats bitwise on the CPU.")),
     ("--compile/--no-compile", dict(default=False, show_default=True,
                                     help="torch.compile the networks (slow first steps, faster after; needs a C++ compiler on the CPU).")),
+    ("--compile-mode", dict(type=click.Choice(list(COMPILE_MODES)), default="default", show_default=True,
+                            help="torch.compile mode used with --compile: reduce-overhead also replays CUDA graphs "
+                                 "on a GPU (fewest kernel launches; for small networks), max-autotune searches "
+                                 "kernels (slow to start).")),
     ("--sync-bn/--no-sync-bn", dict(default=False, show_default=True,
                                     help="Batch-norm statistics over all GPUs of a torchrun job (CUDA only).")),
     ("--nproc", dict(type=int, default=None,

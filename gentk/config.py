@@ -30,6 +30,7 @@ class TrainConfig:
     on_nan: str = "stop"
     precision: str = "fp32"
     compile: bool = False
+    compile_mode: str = "default"
     sync_bn: bool = False
     #: Processes training together (set from torchrun's WORLD_SIZE, not an option):
     #: each takes --batch-size images, so it is part of what a run trains.
@@ -52,6 +53,8 @@ class TrainConfig:
             raise UsageError(f"--on-nan must be stop or skip (got {self.on_nan!r})")
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+        if self.compile_mode not in COMPILE_MODES:
+            raise UsageError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)} (got {self.compile_mode!r})")
         if not 0 < self.data_fraction <= 1:
             raise UsageError(f"--data-fraction must be in (0, 1] (got {self.data_fraction})")
 
@@ -65,6 +68,10 @@ class TrainConfig:
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: torch.compile's modes (--compile-mode).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: Modes that capture CUDA graphs, whose outputs the next replay overwrites: the engine marks each step.
+CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 #: Keys that define what a run trains; --resume refuses to change them.
 IDENTITY_KEYS = ("model", "options", "batch_size", "lr", "seed", "data", "data_fraction", "world_size")

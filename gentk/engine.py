@@ -21,7 +21,7 @@ from rich.console import Console
 from . import __version__
 from .checkpoint import (latest_intact, model_state, optimizer_from_tensors, optimizer_to_tensors, restore_rng,
                          rng_tensors, save_checkpoint)
-from .config import TrainConfig, identity_differences, resolve_device
+from .config import CUDAGRAPH_MODES, TrainConfig, identity_differences, resolve_device
 from .data import BatchStream, DeviceImages, fit_images, load_dataset
 from .distributed import Distributed
 from .errors import CheckpointError, ConfigMismatchError, GentkError, PluginError, RunDirError, UsageError
@@ -318,7 +318,7 @@ class Trainer:
         self.precision = MixedPrecision(cfg.precision, device, [p.name for p in phases])
         if cfg.compile:
             for net in nets.values():
-                net.compile()  # in place: parameter names, checkpoints and hooks see the same modules
+                net.compile(mode=cfg.compile_mode)  # in place: parameter names, checkpoints and hooks see the same modules
 
         if dist.enabled:
             # Each rank draws its own noise (GAN fakes, VAE samples), reproducibly.
@@ -344,7 +344,10 @@ class Trainer:
         self._images_per_step = cfg.batch_size * batches_per_step * dist.world
         interrupted = None
         with _Signals() as signals, TrainProgress(total, state.step, self.show_progress, self.console) as bar:
+            mark_step = cfg.compile and cfg.compile_mode in CUDAGRAPH_MODES and device.type == "cuda"
             while state.step < total and stream.epoch < cfg.epochs:
+                if mark_step:  # CUDA-graph replays reuse their output memory: tell torch a new step begins
+                    torch.compiler.cudagraph_mark_step_begin()
                 values = self._step(model, phases, optimizers, state, train, stream)
                 state.step += 1
                 state.elapsed = time.perf_counter() - started
