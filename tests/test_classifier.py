@@ -74,3 +74,28 @@ def test_inception_only_options_are_refused(gentk_cli, folders):
     a, b = folders
     line = one_line_error(gentk_cli("fid", a, b, "--features", "mnist-classifier", "--dims", "64"), 2)
     assert "--dims" in line and "Inception" in line
+
+
+def test_samples_written_elsewhere_score_as_the_run_would(tmp_path, gentk_cli, tiny_data):
+    """fid_of_samples on `gentk sample`'s PNGs gives the number `gentk fid RUN` gives (same seed and count)."""
+    from gentk.errors import DataError
+    from gentk.fid import FidSettings, fid_of_samples
+
+    run = tmp_path / "r"
+    train("gan", run, max_steps=2, data=tiny_data, batch_size=8, device="cpu", progress=False, eval_limit=8)
+    assert gentk_cli("sample", run, "-n", "40", "-o", tmp_path / "pngs").code == 0
+    assert gentk_cli("fid", run, "--features", "mnist-classifier", "--num-samples", "40", "--no-progress").code == 0
+    direct = json.loads((run / "fid-mnist-classifier.json").read_text())
+    settings = FidSettings(device="cpu", features="mnist-classifier", progress=False)
+    elsewhere = fid_of_samples(run, tmp_path / "pngs", settings)
+    assert elsewhere["scores"]["samples"] == pytest.approx(direct["scores"]["samples"], rel=1e-6)
+    assert elsewhere["sample_classes"] == direct["sample_classes"]
+    assert elsewhere["reference"]["images"] == direct["reference"]["images"] == 16
+    # Images of another size than the run's model makes are refused, not scored.
+    small = tmp_path / "small"
+    small.mkdir()
+    from PIL import Image
+    for i in range(3):
+        Image.new("L", (16, 16)).save(small / f"{i}.png")
+    with pytest.raises(DataError, match="model gan makes"):
+        fid_of_samples(run, small, settings)

@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 
 from .. import __version__
-from ..config import resolve_device
+from ..config import TrainConfig, resolve_device
 from ..data import fit_images, load_dataset
 from ..data.cache import gentk_home
 from ..data.folder import read_images
@@ -166,16 +166,8 @@ def reference_stats(images: torch.Tensor, name: str, extract, console: Console,
     return stats, str(path)
 
 
-def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10000,
-               num_reference: int | None = None, checkpoint: str | None = None, seed: int = 0) -> dict:
-    from ..sampling import load_run
-
-    if num_samples < 2:
-        raise UsageError(f"--num-samples must be at least 2 (got {num_samples})")
-    started = time.perf_counter()
-    extract = _extractor(settings)
-    loaded = load_run(run_dir, checkpoint, device=str(extract.device))
-    model, cfg = loaded.model, loaded.config
+def _run_reference(cfg, model, num_reference: int | None, extract, settings: FidSettings):
+    """The run's test split fitted as its model sees images, and that split's (cached) statistics."""
     dataset = load_dataset(cfg.data, cfg.data_root)
     reference = fit_images(dataset.test, model.image_size, model.channels, model.fit)
     if num_reference is not None:
@@ -186,6 +178,59 @@ def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10
     slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
     ref_stats, ref_path = reference_stats(reference, f"{slug}-test", extract, settings.console,
                                           settings.dist or SINGLE)
+    return reference, ref_stats, ref_path
+
+
+def fid_of_samples(run_dir: str | Path, folder: str | Path, settings: FidSettings,
+                   num_reference: int | None = None) -> dict:
+    """A folder of a run's samples (`gentk sample`) against the run's test split, as `fid_of_run` scores them.
+
+    For samples written on another machine (say a GPU whose checkpoints are too large to
+    copy back): only the run's config.json is read, no weights. Nothing is written.
+    """
+    from ..engine import build_model
+    from ..plugins import get_registry
+    from ..runs import RunDir
+
+    started = time.perf_counter()
+    cfg = TrainConfig.from_dict(RunDir(run_dir).read_config())
+    registry = get_registry()
+    model = build_model(registry, registry.spec(cfg.model), cfg.options)
+    samples, skipped = folder_images(Path(folder))
+    shape = (model.channels, model.image_size, model.image_size)
+    if tuple(samples.shape[1:]) != shape:
+        raise DataError(f"{folder} holds {tuple(samples.shape[1:])} images; model {cfg.model} makes {shape}")
+    extract = _extractor(settings)
+    _, ref_stats, ref_path = _run_reference(cfg, model, num_reference, extract, settings)
+    notes: list[str] = []
+    score = frechet_distance(stats_from_features(extract(samples, label="samples")), ref_stats, notes)
+    classes = _classes(extract)
+    notes += [w for c in (samples.shape[0], ref_stats.count) if (w := singular_warning(c, extract.dims))]
+    return {
+        "scores": {"samples": score},
+        "counts": {"samples": int(samples.shape[0])},
+        "samples_folder": str(folder), "skipped_files": skipped,
+        "reference": {"dataset": cfg.data, "split": "test", "images": ref_stats.count,
+                      "image_size": model.image_size, "channels": model.channels, "stats_cache": ref_path},
+        "features": settings.features, "feature_dims": extract.dims, "weights": extract.weights.record(),
+        **({"sample_classes": classes["classes"]} if classes else {}),
+        "device": str(extract.device), "precision": settings.precision,
+        "time_s": round(time.perf_counter() - started, 2), "gentk_version": __version__,
+        "warnings": list(dict.fromkeys(notes)),
+    }
+
+
+def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10000,
+               num_reference: int | None = None, checkpoint: str | None = None, seed: int = 0) -> dict:
+    from ..sampling import load_run
+
+    if num_samples < 2:
+        raise UsageError(f"--num-samples must be at least 2 (got {num_samples})")
+    started = time.perf_counter()
+    extract = _extractor(settings)
+    loaded = load_run(run_dir, checkpoint, device=str(extract.device))
+    model, cfg = loaded.model, loaded.config
+    reference, ref_stats, ref_path = _run_reference(cfg, model, num_reference, extract, settings)
 
     notes: list[str] = []
     samples = to_uint8(loaded.sample(num_samples, seed=seed))
