@@ -114,18 +114,28 @@ def main() -> None:
                            "reconstructions": small["scores"].get("reconstructions")}
     gentk("fid", str(run), "--features", "mnist-classifier", "--num-samples", str(args.num_samples),
           "--device", args.device, "--no-progress")
-    cls = json.loads((run / "fid-mnist-classifier.json").read_text())
-    row["classifier"] = {"fd_samples": cls["scores"]["samples"], "fd_reconstructions": cls["scores"].get("reconstructions"),
-                         **cls.get("sample_classes", {}), "weights_sha256": cls["weights"]["sha256"]}
+    row["classifier"] = classifier_columns(json.loads((run / "fid-mnist-classifier.json").read_text()))
     if "target_kl" in config["options"]:
         row["kl_tracking"] = kl_tracking(run, config["options"]["target_kl"])
+    append_row(row)
+
+
+def classifier_columns(result: dict) -> dict:
+    """A row's classifier columns from a `--features mnist-classifier` result."""
+    scores = result["scores"]
+    return {"fd_samples": scores["samples"], "fd_reconstructions": scores.get("reconstructions"),
+            **result.get("sample_classes", {}), "weights_sha256": result["weights"]["sha256"]}
+
+
+def append_row(row: dict, machine_note: str = "") -> None:
+    """Stamp a row with gentk's and torch's versions, this machine and the date; append it and print it."""
     import torch
 
     from gentk import __version__
 
     row.update({"gentk_version": __version__, "torch": torch.__version__,
                 "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"
-                           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
+                           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "") + machine_note,
                 "date": time.strftime("%Y-%m-%d %H:%M")})
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as fh:

@@ -21,18 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
-import torch
+from quality import append_row, classifier_columns  # this folder's quality.py: one row format
 
-from gentk import __version__
 from gentk.checkpoint import read_sidecar
 from gentk.fid import FidSettings, fid_of_samples
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "quality.jsonl"
 
 
 def main() -> None:
@@ -69,16 +64,9 @@ def main() -> None:
         "fid": {"samples": fid["scores"]["samples"], "reconstructions": None, "counts": fid["counts"],
                 "reference_images": fid["reference"]["images"]},
         "inception_sha256": fid["weights"]["sha256"],
-        "classifier": {"fd_samples": cls["scores"]["samples"], "fd_reconstructions": None,
-                       **cls.get("sample_classes", {}), "weights_sha256": cls["weights"]["sha256"]},
-        "gentk_version": __version__, "torch": torch.__version__,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads (scoring)",
-        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "classifier": classifier_columns(cls),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row) + "\n")
-    print(json.dumps(row, indent=2))
+    append_row(row, machine_note=" (scoring)")
 
 
 if __name__ == "__main__":
