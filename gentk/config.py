@@ -55,6 +55,9 @@ class TrainConfig:
             raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if self.compile_mode not in COMPILE_MODES:
             raise UsageError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)} (got {self.compile_mode!r})")
+        if self.compile_mode != "default" and not self.compile:
+            raise UsageError(f"--compile-mode {self.compile_mode} works only with --compile: add --compile, "
+                             "or give --compile-mode default")
         if not 0 < self.data_fraction <= 1:
             raise UsageError(f"--data-fraction must be in (0, 1] (got {self.data_fraction})")
 

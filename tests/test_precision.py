@@ -72,3 +72,10 @@ def test_unknown_compile_mode_is_one_clear_line(tmp_path, tiny_data):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "'fastest' is not one of" in proc.stderr
     assert not (tmp_path / "run").exists()
+    # A mode without --compile would do nothing: refused, with what to do.
+    proc = subprocess.run(python_gentk() + ["train", "gan", "--data", tiny_data, "--run-dir", str(tmp_path / "run"),
+                                            "--compile-mode", "reduce-overhead", *TINY_TRAIN],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "works only with --compile" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
