@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import describe  # this folder's machine.py: one machine description
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def main() -> None:
     fid_dirs = json.loads(out_dirs)["fid"]
     run1, run2 = json.loads(out_run1), json.loads(out_run2)
     row = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "machine": f"{describe()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "num_images": n,
         "pytorch_fid_s": round(t_ref, 1), "gentk_folders_s": round(t_dirs, 1),
         "gentk_run_first_s": round(t_run1, 1), "gentk_run_cached_reference_s": round(t_run2, 1),

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import describe  # this folder's machine.py: one machine description
 
 from gentk.report import summarize
 
@@ -134,8 +135,7 @@ def append_row(row: dict, machine_note: str = "") -> None:
     from gentk import __version__
 
     row.update({"gentk_version": __version__, "torch": torch.__version__,
-                "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"
-                           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "") + machine_note,
+                "machine": describe() + machine_note,
                 "date": time.strftime("%Y-%m-%d %H:%M")})
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as fh:

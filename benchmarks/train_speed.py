@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import describe  # this folder's machine.py: one machine description
 from torch.utils.data import DataLoader
 
 from gentk import __version__
@@ -298,8 +298,7 @@ def main() -> None:
                    "gentk_images_per_sec": round(g, 1), "ratio": round(g / s, 3),
                    "windows": {"seed": [round(v, 1) for r in seed for v in r],
                                "gentk": [round(v, 1) for r in ours for v in r]},
-                   "machine": f"{platform.machine()} {torch.get_num_threads()} threads"
-                              + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
+                   "machine": describe(device),
                    "torch": torch.__version__, "gentk_version": __version__,
                    "date": time.strftime("%Y-%m-%d %H:%M")}
             rows.append(row)
