@@ -2,7 +2,7 @@
 
 The CPU model is part of it because the same seed does not give the same bits
 on another CPU: a second `quality.py vae --epochs 5` on another machine of this
-project's kind moved the FID by 1.7 (docs/results.md), so rows are compared
+project's kind moved its FID by 2.7 (docs/results.md), so rows are compared
 knowing where they ran.
 """
 
