@@ -46,16 +46,18 @@ echo "training done (last exit status $status)"
 
 for name in ssgan-seed ssgan-paper; do
     run=$runs/$name
-    last=$(ls "$run/checkpoints" 2>/dev/null | grep -E '^step-[0-9]+\.json$' | sort | tail -n 1 || true)
+    # gentk points checkpoints/latest at the newest checkpoint once its sidecar is written;
+    # `gentk sample --checkpoint` verifies that one before using it.
+    last=$(cat "$run/checkpoints/latest" 2>/dev/null || true)
     if [ -z "$last" ]; then
         echo "$name: no checkpoint, see $out/$name-train.log" >&2
         continue
     fi
-    "$py" -m gentk sample "$run" --checkpoint "${last%.json}" -n "$samples" -o "$run/scored-samples" \
+    "$py" -m gentk sample "$run" --checkpoint "$last" -n "$samples" -o "$run/scored-samples" \
         --device auto >"$out/$name-sample.log" 2>&1 \
         || { echo "$name: sampling failed, see $out/$name-sample.log" >&2; continue; }
-    echo "$name: samples from ${last%.json}; $(tail -n 1 "$out/$name-train.log")"
-    tar czf "$out/$name.tgz" -C "$runs" "$name/config.json" "$name/metrics.jsonl" "$name/checkpoints/$last" \
+    echo "$name: samples from $last; $(tail -n 1 "$out/$name-train.log")"
+    tar czf "$out/$name.tgz" -C "$runs" "$name/config.json" "$name/metrics.jsonl" "$name/checkpoints/$last.json" \
         "$name/samples" "$name/scored-samples"
 done
 ls -l "$out"
