@@ -1,15 +1,10 @@
 """gentk: train and score generative image models, with plugins."""
 
-import pluggy
-
-__version__ = "0.1.0"
-
-#: Decorator for hook implementations in plugins: ``@gentk.hookimpl``.
-hookimpl = pluggy.HookimplMarker("gentk")
-
-from .errors import GentkError  # noqa: E402
-from .model import GenerativeModel, ModelSpec, Phase, TrainDefaults  # noqa: E402
-from .options import option  # noqa: E402
+from .errors import GentkError
+from .hookspecs import hookimpl
+from .model import Batch, GenerativeModel, ModelSpec, Phase, TrainDefaults
+from .options import option
+from .version import __version__
 
 
 def train(model, run_dir=None, **kwargs):
@@ -27,11 +22,12 @@ def load_run(run_dir, checkpoint=None, device="cpu"):
 
 
 def sample(run_dir, n, out_dir, **kwargs):
-    """Write ``n`` PNG samples from a run; see :func:`gentk.sampling.sample_to_folder`."""
+    """Write ``n`` PNG samples from a run (``labels=`` a class or one per image, for
+    conditional models); see :func:`gentk.sampling.sample_to_folder`."""
     from .sampling import sample_to_folder
 
     return sample_to_folder(run_dir, n, out_dir, **kwargs)
 
 
-__all__ = ["GenerativeModel", "GentkError", "ModelSpec", "Phase", "TrainDefaults", "__version__",
+__all__ = ["Batch", "GenerativeModel", "GentkError", "ModelSpec", "Phase", "TrainDefaults", "__version__",
            "hookimpl", "load_run", "option", "sample", "train"]

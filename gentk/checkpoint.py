@@ -100,8 +100,13 @@ def save_checkpoint(folder: Path, step: int, tensors: dict[str, torch.Tensor], m
     payload = st_save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
     sidecar = dict(meta, format=FORMAT_VERSION, step=step,
                    sha256=hashlib.sha256(payload).hexdigest(), size=len(payload))
+    try:  # before any file is written: never a .safetensors without its sidecar
+        text = json.dumps(sidecar, indent=1, sort_keys=True)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"checkpoint {name} not written: its state is not JSON ({exc}); "
+                              "a plugin put something else than numbers, strings, lists or dicts in state.extra") from None
     atomic_write_bytes(folder / f"{name}.safetensors", payload)
-    atomic_write_text(folder / f"{name}.json", json.dumps(sidecar, indent=1, sort_keys=True))
+    atomic_write_text(folder / f"{name}.json", text)
     atomic_write_text(folder / "latest", name + "\n")
     prune(folder, keep)
     return folder / f"{name}.safetensors"

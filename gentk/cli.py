@@ -15,8 +15,7 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .config import COMPILE_MODES
+from .version import __version__
 from .errors import GentkError, UnknownModelError
 from .options import flag_name
 
@@ -32,41 +31,29 @@ def _registry():
 
 # -- train: one subcommand per registered model, options from its dataclass ----------
 
-CORE_OPTIONS = [
-    ("--epochs", dict(type=int, help="Passes over the training data (default: the model's).")),
-    ("--max-steps", dict(type=int, default=None, help="Stop after this many steps (a step runs every phase once).")),
-    ("--batch-size", dict(type=int, help="Images per batch (default: the model's).")),
-    ("--lr", dict(type=float, help="Learning rate (default: the model's).")),
-    ("--data-fraction", dict(type=float, help="Train on this fraction of the training split (default: the model's).")),
-    ("--device", dict(default="auto", show_default=True, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")),
-    ("--seed", dict(type=int, default=0, show_default=True, help="Seed for weights, noise and data order; CPU runs repeat bitwise.")),
-    ("--data", dict(default="mnist", show_default=True, help="mnist, fashion-mnist, or folder:PATH (a folder of images).")),
-    ("--data-root", dict(type=click.Path(), default=None, help="Folder holding torchvision's MNIST/raw or FashionMNIST/raw files.")),
+#: `gentk train` options that are not TrainConfig fields (the rest come from TrainConfig's metadata).
+RUN_OPTIONS = [
     ("--run-dir", dict(type=click.Path(), default=None, help="Where the run goes (default: runs/MODEL-DATE-TIME).")),
     ("--resume", dict(is_flag=True, default=False, help="Continue the run in --run-dir from its latest intact checkpoint.")),
-    ("--sample-every", dict(type=int, default=500, show_default=True, help="Save sample grids every N steps (and at the end).")),
-    ("--checkpoint-every", dict(type=int, default=1000, show_default=True, help="Write a checkpoint every N steps (and at the end).")),
-    ("--keep-checkpoints", dict(type=int, default=3, show_default=True, help="How many recent checkpoints to keep.")),
-    ("--log-every", dict(type=int, default=10, show_default=True, help="Write buffered metrics every N steps (one row per step).")),
-    ("--eval-limit", dict(type=int, default=None, help="Use at most N held-out images for per-epoch evaluation (default: all).")),
-    ("--on-nan", dict(type=click.Choice(["stop", "skip"]), default="stop", show_default=True,
-                      help="On a NaN/inf loss: stop (last checkpoint kept) or skip the step (counted in metrics).")),
-    ("--precision", dict(type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-                         help="Autocast arithmetic: bf16 or fp16 (with loss scaling) are faster on recent GPUs; "
-                              "fp32 repeats bitwise on the CPU.")),
-    ("--compile/--no-compile", dict(default=False, show_default=True,
-                                    help="torch.compile the networks (slow first steps, faster after; needs a C++ compiler on the CPU).")),
-    ("--compile-mode", dict(type=click.Choice(list(COMPILE_MODES)), default="default", show_default=True,
-                            help="torch.compile mode used with --compile: reduce-overhead also replays CUDA graphs "
-                                 "on a GPU (fewest kernel launches; for small networks), max-autotune searches "
-                                 "kernels (slow to start).")),
-    ("--sync-bn/--no-sync-bn", dict(default=False, show_default=True,
-                                    help="Batch-norm statistics over all GPUs of a torchrun job (CUDA only).")),
     ("--nproc", dict(type=int, default=None,
                      help="Train with N processes on this machine (torchrun's machinery; N GPUs, or N CPU "
                           "processes with gloo); each takes --batch-size images. Default: 1, or torchrun's.")),
     ("--progress/--no-progress", dict(default=True, show_default=True, help="Show a progress bar.")),
 ]
+
+
+def _setting_option(f, hint, model_defaults: dict) -> click.Option:
+    """A click option from a TrainConfig field: help, choices and default from the field itself."""
+    from .options import click_type
+
+    meta = f.metadata
+    default = model_defaults.get(f.name, f.default)
+    flag = flag_name(f.name)
+    if hint is bool:
+        return click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=default, show_default=True, help=meta["help"])
+    ctype = click.Choice(list(meta["choices"])) if meta.get("choices") else click_type(hint)
+    return click.Option([flag, f.name], type=ctype, default=default, show_default=default is not None,
+                        help=meta["help"])
 
 
 def _preset_flags(values: dict) -> str:
@@ -82,20 +69,16 @@ def _preset_flags(values: dict) -> str:
 
 
 def _model_command(name: str) -> click.Command:
+    import typing
+
+    from .config import MODEL_DEFAULT_FIELDS, TrainConfig, cli_settings
     from .options import click_options
 
     spec = _registry().spec(name)
-    d = spec.defaults
-    model_defaults = {"epochs": d.epochs, "batch_size": d.batch_size, "lr": d.lr, "data_fraction": d.data_fraction}
-    params = []
-    for decl, kwargs in CORE_OPTIONS:
-        kwargs = dict(kwargs)
-        key = decl.split("/")[0][2:].replace("-", "_")
-        if key in model_defaults:
-            kwargs["default"] = model_defaults[key]
-            kwargs["show_default"] = True
-            kwargs["help"] = kwargs["help"].replace(" (default: the model's)", "")
-        params.append(click.Option([decl], **kwargs))
+    model_defaults = {key: getattr(spec.defaults, key) for key in MODEL_DEFAULT_FIELDS}
+    hints = typing.get_type_hints(TrainConfig)
+    params = [_setting_option(f, hints[f.name], model_defaults) for f in cli_settings()]
+    params += [click.Option([decl], **kwargs) for decl, kwargs in RUN_OPTIONS]
     if spec.presets:
         params.append(click.Option(["--preset"], type=click.Choice(sorted(spec.presets)), default=None,
                                    help="A named set of option values (explicit options still win): "
@@ -111,13 +94,9 @@ def _model_command(name: str) -> click.Command:
         from .engine import train
 
         ctx = click.get_current_context()
+        # Only what the user typed: the rest comes from the model's defaults, or on --resume the run's own.
         explicit = {k: v for k, v in kwargs.items()
                     if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
-        # Core settings without a model default always apply on a fresh run.
-        for key in ("device", "seed", "data", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every",
-                    "on_nan"):
-            if not kwargs["resume"]:
-                explicit.setdefault(key, kwargs[key])
         run_dir = explicit.pop("run_dir", None)
         resume = explicit.pop("resume", False)
         progress = kwargs["progress"]
@@ -155,7 +134,23 @@ class TrainGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class GentkGroup(click.Group):
+    """gentk's own commands, then those plugins add through register_commands (looked up only
+    when a name is not gentk's, so `gentk fid` never imports a plugin's command code)."""
+
+    def _plugin_commands(self) -> dict:
+        scratch = click.Group("gentk")
+        _registry().add_commands(scratch, reserved=set(self.commands))
+        return scratch.commands
+
+    def list_commands(self, ctx):
+        return sorted(self.commands) + sorted(self._plugin_commands())
+
+    def get_command(self, ctx, name):
+        return self.commands.get(name) or self._plugin_commands().get(name)
+
+
+@click.group(cls=GentkGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gentk")
 def cli():
     """gentk: train and score generative image models (VAE, ControlVAE, GAN, WGAN, SSGAN, plugins)."""
@@ -169,22 +164,46 @@ def train():
 # -- plugins and models ---------------------------------------------------------------
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def plugins(as_json):
-    """List loaded plugins: name, version, distribution, hooks, load errors."""
+    """List loaded plugins (name, version, distribution, hooks, load errors) in load order, and per
+    model which plugin each model hook asks first."""
     reg = _registry()
-    reg.models()  # registering models may record plugin errors
+    models = reg.models()  # registering models (and datasets) may record plugin errors
+    reg.datasets()
     rows = []
-    for name, info in sorted(reg.plugins.items()):
+    for name, info in reg.plugins.items():
         rows.append({"name": name, "version": info.version, "distribution": info.distribution,
                      "hooks": reg.hooks_of(name), "error": info.error})
+    precedence = {model: reg.precedence(model) for model in sorted(models)}
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"plugins": rows, "precedence": precedence}, indent=2))
         return
-    table = Table("plugin", "version", "distribution", "hooks", "error")
+    table = Table("plugin", "version", "distribution", "hooks", "error", title="plugins, in load order")
     for r in rows:
         table.add_row(r["name"], r["version"] or "", r["distribution"] or "", ", ".join(r["hooks"]),
                       f"[red]{r['error']}[/red]" if r["error"] else "")
+    out_console.print(table)
+    order = Table("model", "hook", "plugins asked, first to last",
+                  title="who answers: the first answer wins (on_step and on_epoch_end run them all)")
+    for model, hooks in precedence.items():
+        for i, (hook, asked) in enumerate(hooks.items()):
+            order.add_row(model if i == 0 else "", hook, " > ".join(asked))
+    out_console.print(order)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def datasets(as_json):
+    """List the datasets `--data` accepts (NAME, or NAME:ARG), and the plugin of each."""
+    rows = [{"name": n, "plugin": p, "arg": s.arg, "usage": n if s.arg == "none" else f"{n}:{s.arg_help or 'ARG'}",
+             "description": s.description} for n, (s, p) in sorted(_registry().datasets().items())]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("--data", "plugin", "description")
+    for r in rows:
+        table.add_row(r["usage"], r["plugin"], r["description"])
     out_console.print(table)
 
 
@@ -230,11 +249,13 @@ def models(model, as_json):
 @click.option("--checkpoint", default=None, help="Checkpoint name (step-NNNNNNNN); default: the latest intact one.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-def sample(run_dir, n, out_dir, checkpoint, seed, device):
+@click.option("--label", type=int, default=None,
+              help="Class to draw from (conditional models only); default: every class in turn.")
+def sample(run_dir, n, out_dir, checkpoint, seed, device, label):
     """Write N PNG samples from RUN_DIR's latest (or --checkpoint) weights."""
     from .sampling import sample_to_folder
 
-    paths = sample_to_folder(run_dir, n, out_dir, checkpoint=checkpoint, seed=seed, device=device)
+    paths = sample_to_folder(run_dir, n, out_dir, checkpoint=checkpoint, seed=seed, device=device, labels=label)
     err_console.print(f"wrote {len(paths)} images to {out_dir}")
 
 
@@ -352,6 +373,7 @@ def report(run_dirs, as_json, plots):
 
 
 # -- entry point --------------------------------------------------------------------------
+
 
 _ARGV: list[str] = []
 

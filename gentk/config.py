@@ -9,32 +9,49 @@ import torch
 from .errors import UsageError
 
 
+def setting(default, help: str, choices: tuple | None = None, model_default: bool = False):
+    """A TrainConfig field that is also a `gentk train` option: its help and choices live here,
+    and the CLI is generated from them. ``model_default``: each model's TrainDefaults sets it."""
+    meta = {"help": help, "choices": choices, "model_default": model_default}
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainConfig:
     model: str
     options: dict = field(default_factory=dict)
-    epochs: int = 1
-    batch_size: int = 64
-    lr: float = 1e-4
-    data_fraction: float = 1.0
-    max_steps: int | None = None
-    seed: int = 0
-    data: str = "mnist"
-    data_root: str | None = None
-    device: str = "auto"
-    sample_every: int = 500
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    eval_limit: int | None = None
-    on_nan: str = "stop"
-    precision: str = "fp32"
-    compile: bool = False
-    compile_mode: str = "default"
-    sync_bn: bool = False
+    epochs: int = setting(1, "Passes over the training data.", model_default=True)
+    batch_size: int = setting(64, "Images per batch (per process under torchrun).", model_default=True)
+    lr: float = setting(1e-4, "Learning rate.", model_default=True)
+    data_fraction: float = setting(1.0, "Train on this fraction of the training split.", model_default=True)
+    max_steps: int | None = setting(None, "Stop after this many steps (a step runs every phase once); "
+                                          "default: as many as --epochs takes.")
+    seed: int = setting(0, "Seed for weights, noise and data order; CPU runs repeat bitwise.")
+    data: str = setting("mnist", "Dataset: NAME or NAME:ARG, e.g. mnist, fashion-mnist, folder:PATH "
+                                 "(a folder of images; class subfolders give labels); `gentk datasets` lists all.")
+    data_root: str | None = setting(None, "Folder holding torchvision's MNIST/raw or FashionMNIST/raw files.")
+    device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+    sample_every: int = setting(500, "Save sample grids every N steps (and at the end).")
+    checkpoint_every: int = setting(1000, "Write a checkpoint every N steps (and at the end).")
+    keep_checkpoints: int = setting(3, "How many recent checkpoints to keep.")
+    log_every: int = setting(10, "Write buffered metrics every N steps (one row per step).")
+    eval_limit: int | None = setting(None, "Use at most N held-out images for per-epoch evaluation; default: all.")
+    on_nan: str = setting("stop", "On a NaN/inf loss: stop (last checkpoint kept) or skip the step "
+                                  "(counted in metrics).", choices=("stop", "skip"))
+    precision: str = setting("fp32", "Autocast arithmetic: bf16 or fp16 (with loss scaling) are faster on "
+                                     "recent GPUs; fp32 repeats bitwise on the CPU.", choices=("fp32", "bf16", "fp16"))
+    compile: bool = setting(False, "torch.compile the networks (slow first steps, faster after; needs a C++ "
+                                   "compiler on the CPU).")
+    compile_mode: str = setting("default", "torch.compile mode used with --compile: reduce-overhead also replays "
+                                           "CUDA graphs on a GPU (fewest kernel launches; for small networks), "
+                                           "max-autotune searches kernels (slow to start).",
+                                choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+    sync_bn: bool = setting(False, "Batch-norm statistics over all GPUs of a torchrun job (CUDA only).")
     #: Processes training together (set from torchrun's WORLD_SIZE, not an option):
     #: each takes --batch-size images, so it is part of what a run trains.
     world_size: int = 1
+    #: The plugins whose hooks act on this run's model (name, distribution, version), set by the engine.
+    plugins: list = field(default_factory=list)
 
     def validate(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "sample_every": self.sample_every,
@@ -70,9 +87,14 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+
+def _choices(name: str) -> tuple:
+    return next(f.metadata["choices"] for f in fields(TrainConfig) if f.name == name)
+
+
+PRECISIONS = _choices("precision")
 #: torch.compile's modes (--compile-mode).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_MODES = _choices("compile_mode")
 #: Modes that capture CUDA graphs, whose outputs the next replay overwrites: the engine marks each step.
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 
@@ -118,3 +140,55 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise UsageError(f"unsupported --device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+def cli_settings() -> list:
+    """The TrainConfig fields that are `gentk train` options, in declaration order."""
+    return [f for f in fields(TrainConfig) if "help" in f.metadata]
+
+
+#: TrainConfig fields a model's TrainDefaults sets.
+MODEL_DEFAULT_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.metadata.get("model_default"))
+#: Everything in TrainConfig but the model and its options: where make_config routes a setting.
+CONFIG_FIELDS = {f.name for f in fields(TrainConfig)} - {"model", "options"}
+
+
+def make_config(spec, settings: dict, base: dict | None = None) -> TrainConfig:
+    """A TrainConfig from the model's defaults (or a resumed run's config), a preset, and settings."""
+    from .options import build_options, option_defaults, options_dict
+
+    settings = {k: v for k, v in settings.items() if v is not None}
+    preset = settings.pop("preset", None)
+    if base is not None:
+        values = {k: v for k, v in TrainConfig.from_dict(base).to_dict().items() if k not in ("model", "options")}
+        option_values = dict(base.get("options") or {})
+    else:
+        values = {name: getattr(spec.defaults, name) for name in MODEL_DEFAULT_FIELDS}
+        option_values = option_defaults(spec.options)
+    if preset is not None:
+        if preset not in spec.presets:
+            raise UsageError(f"unknown --preset {preset!r} for {spec.name}; "
+                             f"available: {', '.join(spec.presets) or 'none'}")
+        for key, value in spec.presets[preset].items():
+            (values if key in CONFIG_FIELDS else option_values)[key] = value
+    for key, value in settings.items():
+        (values if key in CONFIG_FIELDS else option_values)[key] = value
+    options = options_dict(build_options(spec.options, option_values))
+    return TrainConfig(model=spec.name, options=options, **values)
+
+
+def plugin_differences(saved: list, now: list) -> list[str]:
+    """What changed in the set of plugins acting on a run (by name)."""
+    before = {p["name"]: p for p in saved or [] if isinstance(p, dict) and "name" in p}
+    after = {p["name"]: p for p in now}
+    out = [f"plugin {n!r} ({_dist(before[n])}) acted on the run but is not loaded now"
+           for n in sorted(set(before) - set(after))]
+    out += [f"plugin {n!r} ({_dist(after[n])}) acts on the model now but did not when the run was trained"
+            for n in sorted(set(after) - set(before))]
+    return out
+
+
+def _dist(record: dict) -> str:
+    if not record.get("distribution"):
+        return "registered in-process"
+    return f"{record['distribution']} {record.get('version') or ''}".strip()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from .engine import build_model
 from .model import parameter_count
 from .options import option_defaults
 from .plugins import Registry
@@ -12,7 +11,7 @@ from .plugins import Registry
 
 def describe_model(registry: Registry, name: str) -> dict:
     spec = registry.spec(name)
-    model = build_model(registry, spec, option_defaults(spec.options))
+    model = registry.build_model(spec, option_defaults(spec.options))
     networks = {net: {"parameters": parameter_count(module)} for net, module in model.networks().items()}
     options = {f.name: {"default": f.default, "help": f.metadata.get("help", "")}
                for f in dataclasses.fields(spec.options)}
@@ -27,4 +26,6 @@ def describe_model(registry: Registry, name: str) -> dict:
                               "data_fraction": d.data_fraction},
         "presets": spec.presets,
         "image": {"size": model.image_size, "channels": model.channels, "value_range": model.value_range},
+        "conditional": {"num_classes": model.num_classes} if model.conditional else None,
+        "hooks": registry.precedence(name),
     }

@@ -1,4 +1,4 @@
-"""The types a model plugin builds on: its spec, its phases, and the model base class."""
+"""The types a model plugin builds on: its spec, its phases, its batches, and the model base class."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from torch import nn
 
 #: Pixel ranges a model can ask for: "unit" is [0, 1], "symmetric" is [-1, 1].
 VALUE_RANGES = ("unit", "symmetric")
+#: How data of another size is brought to a model's ``image_size``.
+FITS = ("resize", "pad")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class TrainDefaults:
 class ModelSpec:
     """What a plugin registers for one model name.
 
+    ``model`` is the :class:`GenerativeModel` subclass gentk builds as
+    ``model(options)`` (a ``build_model`` hook may build it instead).
     ``options`` is a dataclass whose fields become ``gentk train NAME --flag``
     options (see :func:`gentk.options.option`); ``presets`` maps a preset name
     to a dict of option (and training default) overrides.
@@ -36,6 +40,24 @@ class ModelSpec:
     defaults: TrainDefaults
     description: str = ""
     presets: dict = field(default_factory=dict)
+    model: type | None = None
+
+
+@dataclass
+class Batch:
+    """One batch of real data as a model's hooks see it.
+
+    ``images`` are floats in the model's value range on the model's device;
+    ``labels`` are int64 class indices on the same device (None for unlabelled
+    data); ``num_classes`` is the dataset's class count (None without labels).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    num_classes: int | None = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
 
 
 @dataclass
@@ -59,13 +81,23 @@ class GenerativeModel(nn.Module):
 
     Subclasses set ``image_size``, ``channels``, ``value_range`` and ``fit``
     ("resize" or "pad": how data of another size is brought to ``image_size``),
-    and implement :meth:`phases`, :meth:`noise` and :meth:`sample`.
+    and implement :meth:`phases`, :meth:`noise`, :meth:`sample` and
+    :meth:`compute_loss`. A class-conditional model sets ``conditional = True``
+    and ``num_classes``, and its :meth:`sample` takes ``labels``.
     """
 
     image_size: int = 28
     channels: int = 1
     value_range: str = "unit"
     fit: str = "resize"
+    #: True for models whose ``sample(noise, labels)`` draws from given classes.
+    conditional: bool = False
+    #: Classes a conditional model knows (labels 0 .. num_classes - 1).
+    num_classes: int | None = None
+    #: Metric keys (as logged) shown in the progress bar; None: each phase's ``loss``.
+    progress_metrics: tuple[str, ...] | None = None
+    #: Extra figures in plots/: file stem -> panels, each a tuple of metric keys drawn on one axis.
+    figures: dict[str, tuple[tuple[str, ...], ...]] = {}
 
     def __init__(self, options):
         super().__init__()
@@ -78,23 +110,56 @@ class GenerativeModel(nn.Module):
     def phases(self, lr: float) -> list[Phase]:
         raise NotImplementedError
 
+    # -- behaviour: called through the hooks of gentk's core plugin ----------------
+    def compute_loss(self, phase: str, batch: Batch | None, state) -> dict:
+        """A dict of 0-d tensors (or numbers) with ``loss`` for one optimizer step of ``phase``.
+        ``batch`` is None for phases with ``uses_data=False``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement compute_loss")
+
+    def adjust_beta(self, state, kl: torch.Tensor) -> float | None:
+        """The KL weight for this step given the batch KL; default: keep ``state.beta``."""
+        return None
+
+    def on_step(self, phase: str, state, metrics: dict) -> None:
+        """After every optimizer step of every phase (weight clipping, EMA, extra metrics in place)."""
+
+    def evaluate(self, state, batches: Iterable[Batch]) -> dict | None:
+        """Held-out metrics at the end of an epoch, from batches of the test split."""
+        return None
+
+    # -- sampling ----------------------------------------------------------------------
     def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Latent noise for ``n`` samples, drawn on the CPU from ``generator``."""
         raise NotImplementedError
 
     def sample(self, noise: torch.Tensor) -> torch.Tensor:
-        """Images in ``value_range`` from latent ``noise`` (already on the model's device)."""
+        """Images in ``value_range`` from latent ``noise`` (already on the model's device).
+        Conditional models take ``sample(noise, labels)``."""
         raise NotImplementedError
 
-    def grids(self, noise: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
+    def generate(self, noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``sample`` for any model: conditional ones get ``labels`` (default: classes in turn,
+        so any ``n`` is as class-balanced as it can be)."""
+        if not self.conditional:
+            return self.sample(noise)
+        if labels is None:
+            labels = balanced_labels(noise.shape[0], self.num_classes)
+        return self.sample(noise, labels.to(noise.device))
+
+    def grids(self, noise: torch.Tensor, real: Batch) -> dict[str, torch.Tensor]:
         """Images to save as grids during training: name -> images in ``value_range``."""
-        return {"samples": self.sample(noise)}
+        return {"samples": self.generate(noise)}
 
     def to_unit(self, images: torch.Tensor) -> torch.Tensor:
         """Map images from ``value_range`` to [0, 1]."""
         if self.value_range == "symmetric":
             images = (images + 1) / 2
         return images.clamp(0, 1)
+
+
+def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
+    """0, 1, ..., K-1, 0, 1, ...: ``n`` labels, each class within one of the others' count."""
+    return torch.arange(n) % num_classes
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 
 import click
@@ -37,18 +38,18 @@ def click_options(cls) -> list[click.Option]:
             opt = click.Option([f"{name}/--no-{name[2:]}", f.name], default=default,
                                show_default=True, help=help_text)
         else:
-            ctype = click.Choice(meta["choices"]) if meta.get("choices") else _click_type(typ)
+            ctype = click.Choice(meta["choices"]) if meta.get("choices") else click_type(typ)
             opt = click.Option([name, f.name], type=ctype, default=default,
                                show_default=True, help=help_text)
         out.append(opt)
     return out
 
 
-def _click_type(typ):
+def click_type(typ):
     origin = typing.get_origin(typ)
-    if origin is typing.Union:  # Optional[X]
+    if origin is typing.Union or origin is types.UnionType:  # Optional[X], X | None
         args = [a for a in typing.get_args(typ) if a is not type(None)]
-        return _click_type(args[0])
+        return click_type(args[0])
     return {int: int, float: float, str: str}.get(typ, str)
 
 

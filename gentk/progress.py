@@ -10,8 +10,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 
 
 class TrainProgress:
-    def __init__(self, total: int, completed: int, enabled: bool, console: Console):
+    def __init__(self, total: int, completed: int, enabled: bool, console: Console, keys=None):
         self.enabled = enabled
+        self.keys = list(keys) if keys else None  # the model's declared metrics; None: each phase's loss
         self._progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("steps"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
@@ -30,8 +31,9 @@ class TrainProgress:
         self._progress.update(self._task, advance=steps, epoch=epoch)
 
     def show(self, record: dict) -> None:
-        keys = [k for k in record if k.endswith("loss") or k in ("kl", "beta")][:4]
-        text = "  ".join(f"{k} {record[k]:.4g}" for k in keys if isinstance(record[k], (int, float)))
+        keys = self.keys or [k for k in record if k == "loss" or k.endswith("_loss")]
+        text = "  ".join(f"{k} {record[k]:.4g}" for k in keys[:6]
+                          if isinstance(record.get(k), (int, float)))
         self._progress.update(self._task, losses=text)
 
 

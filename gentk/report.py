@@ -16,9 +16,31 @@ STRIP_GRIDS = 6
 _SAMPLE = re.compile(r"^samples-(\d+)\.png$")
 
 
-def _is_loss_key(key: str) -> bool:
-    tail = key.rsplit("_", 1)[-1]
-    return key.endswith("loss") or tail in ("recon", "kl", "gan", "rotation", "wasserstein")
+#: Row keys that are bookkeeping, not a model's metrics.
+BOOKKEEPING = ("step", "epoch", "split", "images_per_sec")
+
+
+def metric_keys(rows: list[dict], phases: list[str]) -> list[str]:
+    """Every numeric metric the rows log, grouped by phase (keys are "<phase>_<name>" when a
+    model has several phases), in the order they first appear."""
+    seen: dict[str, None] = {}
+    for r in rows:
+        for k, v in r.items():
+            if k not in BOOKKEEPING and isinstance(v, (int, float)) and not isinstance(v, bool):
+                seen.setdefault(k)
+    keys = list(seen)
+    if not phases:
+        return keys
+    rank = {p: i for i, p in enumerate(phases)}
+    return sorted(keys, key=lambda k: rank.get(next((p for p in phases if k.startswith(p + "_")), None), len(phases)))
+
+
+def headline_keys(config: dict, row: dict) -> list[str]:
+    """What a model declares worth showing (progress bar, report table); each phase's loss otherwise."""
+    declared = (config.get("display") or {}).get("progress")
+    if declared:
+        return [k for k in declared if k in row]
+    return [k for k in row if k == "loss" or k.endswith("_loss")]
 
 
 def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -48,14 +70,15 @@ def _figure_bytes(fig) -> bytes:
     return buf.getvalue()
 
 
-def plot_losses(rows: list[dict], title: str):
+def plot_losses(rows: list[dict], title: str, phases: list[str]):
+    """One panel per logged metric, grouped by phase: per step, epoch means, held-out values."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     train, held_out = split_rows(rows)
-    keys = [k for k in (train[-1] if train else {}) if _is_loss_key(k)]
+    keys = metric_keys(train, phases)
     if not keys:
         return None
     cols = min(3, len(keys))
@@ -80,27 +103,25 @@ def plot_losses(rows: list[dict], title: str):
     return fig
 
 
-def plot_kl_beta(rows: list[dict], title: str):
+def plot_panels(rows: list[dict], title: str, panels: list[list[str]]):
+    """A figure a model declares: stacked panels, each drawing the listed metrics per step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     train, _ = split_rows(rows)
-    train = [r for r in train if "kl" in r and "beta" in r]
-    if not train or not any("target_kl" in r for r in train):
+    if not any(k in r for r in train for panel in panels for k in panel):
         return None
-    steps = [r["step"] for r in train]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
-    top.plot(steps, [r["kl"] for r in train], lw=0.7, label="batch KL")
-    top.plot(steps, [r.get("target_kl") for r in train], "k--", lw=1.2, label="target")
-    top.set_ylabel("KL")
-    top.legend(fontsize=8)
-    top.grid(alpha=0.3)
-    bottom.plot(steps, [r["beta"] for r in train], color="tab:red", lw=0.9)
-    bottom.set_ylabel("beta")
-    bottom.set_xlabel("step")
-    bottom.grid(alpha=0.3)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.5 * len(panels)), sharex=True, squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        for key in panel:
+            points = [(r["step"], r[key]) for r in train if isinstance(r.get(key), (int, float))]
+            if points:
+                ax.plot(*zip(*points), lw=0.9, label=key)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    axes.flat[-1].set_xlabel("step")
     fig.suptitle(title)
     return fig
 
@@ -129,16 +150,22 @@ def plot_sample_strip(samples_dir: Path, title: str):
 
 
 def write_plots(run_dir: str | Path) -> list[Path]:
-    """(Re)write plots/losses.png, plots/kl_beta.png (KL-controlled models) and plots/samples.png."""
+    """(Re)write plots/losses.png (every metric, by phase), one PNG per figure the model declares
+    (ControlVAE's kl_beta.png, say) and plots/samples.png."""
     import matplotlib.pyplot as plt
 
     run = RunDir(run_dir)
     config = run.read_config()
+    display = config.get("display") or {}
     rows = run.read_metrics()
     title = f"{config['model']} - {run.path.name}"
+    figures = [("losses.png", lambda: plot_losses(rows, title, display.get("phases") or []))]
+    figures += [(f"{name}.png", lambda panels=panels: plot_panels(rows, title, panels))
+                for name, panels in (display.get("figures") or {}).items()]
+    figures.append(("samples.png", lambda: plot_sample_strip(run.samples, title)))
     written = []
-    for name, fig in (("losses.png", plot_losses(rows, title)), ("kl_beta.png", plot_kl_beta(rows, title)),
-                      ("samples.png", plot_sample_strip(run.samples, title))):
+    for name, draw in figures:
+        fig = draw()
         if fig is None:
             continue
         path = run.plots / name
@@ -180,8 +207,8 @@ def summarize(run_dir: str | Path) -> dict:
         "lr": config.get("lr"),
         "steps": steps,
         "wall_time_s": elapsed,
-        "final": {k: v for k, v in last.items() if _is_loss_key(k)},
-        "held_out": {k: v for k, v in (held_out[-1] if held_out else {}).items() if _is_loss_key(k)},
+        "final": {k: last[k] for k in headline_keys(config, last)},
+        "held_out": {k: v for k, v in (held_out[-1] if held_out else {}).items() if k not in BOOKKEEPING},
         "fid": fid,
     }
 

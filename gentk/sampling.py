@@ -9,10 +9,9 @@ import torch
 
 from .checkpoint import latest_intact, model_state, read_checkpoint
 from .config import TrainConfig, resolve_device
-from .engine import build_model
 from .errors import CheckpointError, UsageError
 from .images import save_pngs
-from .model import GenerativeModel
+from .model import GenerativeModel, balanced_labels
 from .plugins import get_registry
 from .runs import RunDir
 
@@ -26,15 +25,40 @@ class LoadedRun:
     step: int
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
-        """``n`` images in [0, 1] on the CPU, from noise drawn with ``seed``."""
+    def sample(self, n: int, seed: int = 0, batch_size: int = 500, labels=None) -> torch.Tensor:
+        """``n`` images in [0, 1] on the CPU, from noise drawn with ``seed``.
+
+        ``labels`` (conditional models only): one class for every image, or one per image;
+        default: the classes in turn, as balanced as ``n`` allows."""
+        labels = self.labels_for(n, labels)
         g = torch.Generator().manual_seed(seed)
         device = next(self.model.parameters()).device
         out = []
         for start in range(0, n, batch_size):
             noise = self.model.noise(min(batch_size, n - start), g).to(device)
-            out.append(self.model.to_unit(self.model.sample(noise)).float().cpu())
+            part = labels[start:start + noise.shape[0]] if labels is not None else None
+            out.append(self.model.to_unit(self.model.generate(noise, part)).float().cpu())
         return torch.cat(out) if out else torch.empty(0)
+
+    def labels_for(self, n: int, labels) -> torch.Tensor | None:
+        """The label of each of ``n`` samples, checked against the model."""
+        model = self.model
+        if not model.conditional:
+            if labels is not None:
+                raise UsageError(f"model {self.config.model} is not conditional: it cannot sample a --label")
+            return None
+        if labels is None:
+            return balanced_labels(n, model.num_classes)
+        labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+        if labels.numel() == 1:
+            labels = labels.expand(n)
+        if labels.numel() != n:
+            raise UsageError(f"{labels.numel()} labels for {n} samples; give one label, or one per sample")
+        bad = labels[(labels < 0) | (labels >= model.num_classes)]
+        if bad.numel():
+            raise UsageError(f"--label {int(bad[0])} is not a class of model {self.config.model} "
+                             f"(labels 0 to {model.num_classes - 1})")
+        return labels
 
 
 def load_run(run_dir, checkpoint: str | None = None, device: str = "cpu") -> LoadedRun:
@@ -48,7 +72,7 @@ def load_run(run_dir, checkpoint: str | None = None, device: str = "cpu") -> Loa
             raise CheckpointError(f"{run.path} has no intact checkpoint yet; train it first")
     else:
         ckpt = read_checkpoint(run.checkpoints, checkpoint)
-    model = build_model(registry, spec, config.options)
+    model = registry.build_model(spec, config.options)
     try:
         model.load_state_dict(model_state(ckpt.tensors))
     except RuntimeError as exc:
@@ -58,11 +82,12 @@ def load_run(run_dir, checkpoint: str | None = None, device: str = "cpu") -> Loa
 
 
 def sample_to_folder(run_dir, n: int, out_dir, checkpoint: str | None = None, seed: int = 0,
-                     device: str = "cpu") -> list[Path]:
+                     device: str = "cpu", labels=None) -> list[Path]:
     if n < 1:
         raise UsageError(f"-n must be at least 1 (got {n})")
     loaded = load_run(run_dir, checkpoint, device)
+    loaded.labels_for(n, labels)  # a bad --label is refused before the output folder is touched
     out = Path(out_dir)
     if out.exists() and any(out.glob("*.png")):
         raise UsageError(f"{out} already holds PNG files; choose an empty output folder")
-    return save_pngs(loaded.sample(n, seed), out)
+    return save_pngs(loaded.sample(n, seed, labels=labels), out)

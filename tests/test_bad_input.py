@@ -83,7 +83,7 @@ def test_installed_broken_plugin_end_to_end(tmp_path, tiny_data):
     env = dict(os.environ, PYTHONPATH=str(site))
     listing = subprocess.run(python_gentk() + ["plugins", "--json"], capture_output=True, text=True, env=env)
     assert listing.returncode == 0, listing.stderr
-    rows = {r["name"]: r for r in json.loads(listing.stdout)}
+    rows = {r["name"]: r for r in json.loads(listing.stdout)["plugins"]}
     assert rows["broken"]["distribution"] == "gentk-broken-plugin" and rows["broken"]["version"] == "1.0"
     assert "this plugin is broken on purpose" in rows["broken"]["error"]
     run = subprocess.run(python_gentk() + ["train", "vae", "--max-steps", "1", "--data", tiny_data, "--run-dir",

@@ -22,7 +22,7 @@ from gentk.checkpoint import list_checkpoints, read_checkpoint
 NOISELESS_PLUGIN = '''
 import gentk
 from gentk import ModelSpec, TrainDefaults
-from gentk_vae import VAEModel, VAEOptions, vae_loss
+from gentk_vae import VAEModel, VAEOptions
 
 
 class NoiselessVAE(VAEModel):
@@ -33,26 +33,9 @@ class NoiselessVAE(VAEModel):
 
 @gentk.hookimpl
 def register_models(register):
-    register(ModelSpec(name="vae-noiseless", options=VAEOptions, defaults=TrainDefaults(epochs=100, batch_size=4, lr=1e-4),
+    register(ModelSpec(name="vae-noiseless", model=NoiselessVAE, options=VAEOptions,
+                       defaults=TrainDefaults(epochs=100, batch_size=4, lr=1e-4),
                        description="VAE without sampling noise (test)"))
-
-
-@gentk.hookimpl
-def build_model(name, options):
-    if name == "vae-noiseless":
-        return NoiselessVAE(options)
-
-
-@gentk.hookimpl
-def compute_loss(model, phase, batch, state):
-    if type(model) is NoiselessVAE:
-        return vae_loss(model, batch, state)
-
-
-@gentk.hookimpl
-def adjust_beta(model, state, kl):
-    if type(model) is NoiselessVAE:
-        return 1.0
 '''
 
 COMMON = ["--device", "cpu", "--no-progress", "--eval-limit", "8", "--epochs", "100"]

@@ -24,7 +24,7 @@ def installed_example():
 
 def test_installed_example_plugin_is_listed_and_trains(installed_example, tmp_path, tiny_data):
     listing = subprocess.run(python_gentk() + ["plugins", "--json"], capture_output=True, text=True, check=True)
-    rows = {r["name"]: r for r in json.loads(listing.stdout)}
+    rows = {r["name"]: r for r in json.loads(listing.stdout)["plugins"]}
     assert rows["hinge-gan"]["distribution"] == "gentk-hinge-gan" and rows["hinge-gan"]["error"] is None
     assert {"register_models", "build_model", "compute_loss"} <= set(rows["hinge-gan"]["hooks"])
     run = tmp_path / "r"

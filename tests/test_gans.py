@@ -16,7 +16,7 @@ class _ClipWatcher:
         self.checked = 0
         self.worst = 0.0
 
-    @gentk.hookimpl(trylast=True)  # after the WGAN plugin's own on_step has clipped
+    @gentk.hookimpl  # runs after the model's own on_step (WGANModel.on_step clips)
     def on_step(self, model, phase, state, metrics):
         if isinstance(model, WGANModel) and phase == "critic":
             self.worst = max(self.worst, max(p.abs().max().item() for p in model.discriminator.parameters()))

@@ -60,7 +60,7 @@ class Recorder:
 
     @gentk.hookimpl
     def on_epoch_end(self, model, state, eval_batches):
-        n = sum(batch.shape[0] for batch in eval_batches)
+        n = sum(len(batch) for batch in eval_batches)
         self.calls.append(("on_epoch_end", state.epoch, n))
         return {"recorded_images": n}
 
@@ -76,9 +76,19 @@ def test_hook_build_model():
     from gentk.options import build_options
 
     spec = get_registry().spec("vae")
-    model = get_registry().call("build_model", name="vae", options=build_options(spec.options, {"dim_z": 3}))
+    model = get_registry().call("build_model", name="vae", options=build_options(spec.options, {"dim_z": 3}),
+                                spec=spec)
     assert isinstance(model, gentk.GenerativeModel) and model.options.dim_z == 3
-    assert get_registry().call("build_model", name="not-a-model", options=None) is None
+    assert get_registry().call("build_model", name="not-a-model", options=None, spec=None) is None
+
+    class Wider:  # a plugin that builds another plugin's model its own way
+        @gentk.hookimpl(tryfirst=True)
+        def build_model(self, name, options):
+            if name == "vae":
+                return type(model)(build_options(spec.options, {"dim_z": 7}))
+
+    with registered(Wider(), "wider"):
+        assert get_registry().build_model(spec, {"dim_z": 3}).options.dim_z == 7
 
 
 def test_hook_compute_loss():
@@ -87,7 +97,8 @@ def test_hook_compute_loss():
 
     model = VAEModel(VAEOptions())
     state = TrainState(2, torch.device("cpu"))
-    out = get_registry().call("compute_loss", model=model, phase="vae", batch=torch.rand(2, 1, 64, 64), state=state)
+    batch = gentk.Batch(torch.rand(2, 1, 64, 64))
+    out = get_registry().call("compute_loss", model=model, phase="vae", batch=batch, state=state)
     assert set(out) == {"loss", "recon", "kl", "beta"} and out["loss"].requires_grad
 
 

@@ -55,23 +55,65 @@ def read_images(paths: list[Path]) -> np.ndarray:
     return stacked[:, None] if gray else stacked.transpose(0, 3, 1, 2).copy()
 
 
-def read_image_folder(folder: Path):
-    from .sources import Dataset
+def class_folders(folder: Path) -> list[Path] | None:
+    """torchvision's ImageFolder layout: no images directly in ``folder``, one subfolder per class."""
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subfolders or any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        return None
+    return subfolders
 
+
+def list_split(folder: Path, classes: list[str] | None = None):
+    """(image paths, labels or None, class names or None, skipped files) of one split.
+
+    With class subfolders, ``classes`` (the training split's names) fixes the label of each name."""
+    subfolders = class_folders(folder) if folder.is_dir() else None
+    if subfolders is None:
+        paths, skipped = list_images(folder)
+        return paths, None, None, skipped
+    names = [p.name for p in subfolders]
+    if classes is not None:
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise DataError(f"{folder} has class folder(s) {', '.join(unknown)} that the training split lacks")
+        names = classes
+    paths, labels, skipped = [], [], 0
+    for index, name in enumerate(names):
+        if not (folder / name).is_dir():
+            continue
+        found, skip = list_images(folder / name)
+        paths += found
+        labels += [index] * len(found)
+        skipped += skip
+    return paths, np.asarray(labels, dtype=np.int64), names, skipped
+
+
+def read_image_folder(folder: Path):
+    from .dataset import Dataset
+
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist")
     train_dir, test_dir = folder / "train", folder / "test"
     if train_dir.is_dir() and test_dir.is_dir():
-        train_paths, skipped_train = list_images(train_dir)
-        test_paths, skipped_test = list_images(test_dir)
+        train_paths, train_labels, classes, skipped_train = list_split(train_dir)
+        test_paths, test_labels, test_classes, skipped_test = list_split(test_dir, classes)
+        if (classes is None) != (test_classes is None):
+            raise DataError(f"{folder}: train/ and test/ must both have class subfolders, or neither")
         skipped = skipped_train + skipped_test
         how = "train/ and test/"
     else:
-        train_paths, skipped = list_images(folder)
-        test_paths = train_paths
+        train_paths, train_labels, classes, skipped = list_split(folder)
+        test_paths, test_labels = train_paths, train_labels
         how = "one split (no train/ and test/ subfolders: the test split is the same images)"
     if not train_paths or not test_paths:
         raise DataError(f"no images found in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     train = read_images(train_paths)
     test = read_images(test_paths) if test_paths is not train_paths else train
+    if train.shape[1] != test.shape[1]:  # one split all grayscale, the other with colour
+        channels = max(train.shape[1], test.shape[1])
+        train, test = (np.repeat(x, channels, axis=1) if x.shape[1] != channels else x for x in (train, test))
     note = f", {skipped} non-image file(s) skipped" if skipped else ""
+    labelled = f", {len(classes)} classes from subfolders" if classes else ""
     return Dataset(f"folder:{folder}", train, test,
-                   f"folder {folder}: {len(train)} train / {len(test)} test images, {how}{note}")
+                   f"folder {folder}: {len(train)} train / {len(test)} test images, {how}{labelled}{note}",
+                   train_labels, test_labels, classes)

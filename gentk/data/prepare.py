@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UsageError
+from ..model import Batch
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
@@ -55,10 +56,14 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class DeviceImages:
-    """A uint8 image tensor living on the device; batches come out as floats in a value range."""
+    """uint8 images (and their labels) living on the device; batches come out as :class:`Batch`
+    objects with float images in a value range."""
 
-    def __init__(self, images: torch.Tensor, device: torch.device, value_range: str):
+    def __init__(self, images: torch.Tensor, device: torch.device, value_range: str,
+                 labels: torch.Tensor | None = None, num_classes: int | None = None):
         self.images = images.to(device)
+        self.labels = labels.to(device=device, dtype=torch.int64) if labels is not None else None
+        self.num_classes = num_classes if labels is not None else None
         self.value_range = value_range
 
     def __len__(self) -> int:
@@ -68,14 +73,18 @@ class DeviceImages:
         x = x.float() / 255.0
         return x * 2 - 1 if self.value_range == "symmetric" else x
 
-    def batch(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.to_float(self.images[indices.to(self.images.device)])
+    def _batch(self, index) -> Batch:
+        labels = self.labels[index] if self.labels is not None else None
+        return Batch(self.to_float(self.images[index]), labels, self.num_classes)
+
+    def batch(self, indices: torch.Tensor) -> Batch:
+        return self._batch(indices.to(self.images.device))
 
     def batches(self, batch_size: int, limit: int | None = None):
         """Consecutive batches in order (held-out evaluation)."""
         n = len(self) if limit is None else min(limit, len(self))
         for start in range(0, n, batch_size):
-            yield self.to_float(self.images[start:min(start + batch_size, n)])
+            yield self._batch(slice(start, min(start + batch_size, n)))
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from .. import __version__
+from ..version import __version__
 from ..config import TrainConfig, resolve_device
 from ..data import fit_images, load_dataset
 from ..data.cache import gentk_home
@@ -188,14 +188,13 @@ def fid_of_samples(run_dir: str | Path, folder: str | Path, settings: FidSetting
     For samples written on another machine (say a GPU whose checkpoints are too large to
     copy back): only the run's config.json is read, no weights. Nothing is written.
     """
-    from ..engine import build_model
     from ..plugins import get_registry
     from ..runs import RunDir
 
     started = time.perf_counter()
     cfg = TrainConfig.from_dict(RunDir(run_dir).read_config())
     registry = get_registry()
-    model = build_model(registry, registry.spec(cfg.model), cfg.options)
+    model = registry.build_model(registry.spec(cfg.model), cfg.options)
     samples, skipped = folder_images(Path(folder))
     shape = (model.channels, model.image_size, model.image_size)
     if tuple(samples.shape[1:]) != shape:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gentk import ModelSpec, TrainDefaults, hookimpl, option
-from gentk_vae import VAEModel, evaluate, vae_loss
+from gentk_vae import VAEModel
 
 from .controller import PIController
 
@@ -27,56 +27,33 @@ class ControlVAEOptions:
 
 
 class ControlVAEModel(VAEModel):
+    """The VAE whose beta a PI controller sets each step; its state lives in state.extra["controller"]."""
+
+    figures = {"kl_beta": (("kl", "target_kl"), ("beta",))}
+
     def __init__(self, options: ControlVAEOptions):
         super().__init__(options)
         o = options
         self.controller = PIController(o.target_kl, o.kp, o.ki, o.beta_min, o.beta_max, o.anti_windup)
+
+    def adjust_beta(self, state, kl):
+        o = self.options
+        ctl = state.extra.setdefault("controller", {"beta": o.beta_init, "I": o.i_init})
+        beta, integral = self.controller.step(float(kl.detach()), ctl["beta"], ctl["I"])
+        ctl["beta"], ctl["I"] = beta, integral
+        return beta
+
+    def on_step(self, phase, state, metrics):
+        metrics["target_kl"] = self.options.target_kl
+        metrics["integral"] = state.extra["controller"]["I"]
 
 
 @hookimpl
 def register_models(register):
     register(ModelSpec(
         name="controlvae",
+        model=ControlVAEModel,
         options=ControlVAEOptions,
         defaults=TrainDefaults(epochs=250, batch_size=64, lr=1e-4),
         description="VAE whose KL weight a PI controller sets to hold a target KL (seed section 1-4)",
     ))
-
-
-@hookimpl
-def build_model(name, options):
-    if name == "controlvae":
-        return ControlVAEModel(options)
-
-
-def _is_mine(model) -> bool:
-    return type(model) is ControlVAEModel
-
-
-@hookimpl
-def compute_loss(model, phase, batch, state):
-    if _is_mine(model):
-        return vae_loss(model, batch, state)
-
-
-@hookimpl
-def adjust_beta(model, state, kl):
-    if not _is_mine(model):
-        return None
-    ctl = state.extra.setdefault("controller", {"beta": model.options.beta_init, "I": model.options.i_init})
-    beta, integral = model.controller.step(float(kl.detach()), ctl["beta"], ctl["I"])
-    ctl["beta"], ctl["I"] = beta, integral
-    return beta
-
-
-@hookimpl
-def on_step(model, phase, state, metrics):
-    if _is_mine(model):
-        metrics["target_kl"] = model.options.target_kl
-        metrics["integral"] = state.extra["controller"]["I"]
-
-
-@hookimpl
-def on_epoch_end(model, state, eval_batches):
-    if _is_mine(model):
-        return evaluate(model, state, eval_batches)

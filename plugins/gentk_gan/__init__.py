@@ -25,6 +25,10 @@ class GANOptions:
                              "(0 = off; 0.999 is typical).")
 
 
+def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
 class GANModel(GANPair):
     def phases(self, lr: float):
         betas = (self.options.adam_beta1, self.options.adam_beta2)
@@ -32,43 +36,29 @@ class GANModel(GANPair):
         return [Phase("discriminator", ["discriminator"], adam),
                 Phase("generator", ["generator"], adam, uses_data=False)]
 
+    def compute_loss(self, phase, batch, state):
+        if phase == "discriminator":
+            real = batch.images
+            with torch.no_grad():  # D needs the fakes, not G's graph: no activations kept for backward
+                fake = self.fake(real.shape[0])
+            real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+            loss = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
+            return {"loss": loss, "real_prob": torch.sigmoid(real_logits).mean(),
+                    "fake_prob": torch.sigmoid(fake_logits).mean()}
+        fake_logits = self.discriminator(self.fake(state.batch_size))
+        return {"loss": bce(fake_logits, 1.0)}
 
-def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+    def on_step(self, phase, state, metrics):
+        if phase == "generator":
+            self.update_ema()
 
 
 @hookimpl
 def register_models(register):
     register(ModelSpec(
         name="gan",
+        model=GANModel,
         options=GANOptions,
         defaults=TrainDefaults(epochs=10, batch_size=128, lr=1e-3),
         description="Non-saturating GAN with BCE losses on 28x28 MNIST (seed section 2-1)",
     ))
-
-
-@hookimpl
-def build_model(name, options):
-    if name == "gan":
-        return GANModel(options)
-
-
-@hookimpl
-def compute_loss(model, phase, batch, state):
-    if type(model) is not GANModel:
-        return None
-    if phase == "discriminator":
-        with torch.no_grad():  # D needs the fakes, not G's graph: no activations kept for backward
-            fake = model.fake(batch.shape[0])
-        real_logits, fake_logits = model.discriminator(batch), model.discriminator(fake)
-        loss = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
-        return {"loss": loss, "real_prob": torch.sigmoid(real_logits).mean(),
-                "fake_prob": torch.sigmoid(fake_logits).mean()}
-    fake_logits = model.discriminator(model.fake(state.batch_size))
-    return {"loss": bce(fake_logits, 1.0)}
-
-
-@hookimpl
-def on_step(model, phase, state, metrics):
-    if type(model) is GANModel and phase == "generator":
-        model.update_ema()

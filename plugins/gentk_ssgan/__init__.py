@@ -67,41 +67,33 @@ class SSGANModel(GenerativeModel):
         realfake, rotation = self.discriminator(rotated)
         return realfake[::4], rotation, labels
 
+    def compute_loss(self, phase, batch, state):
+        o = self.options
+        if phase == "discriminator":
+            real = batch.images
+            with torch.no_grad():  # D needs the fakes, not G's graph: no activations kept for backward
+                fake = self.fake(real.shape[0])
+            real_logit, real_rot, labels = self.scores(real)
+            fake_logit, fake_rot, _ = self.scores(fake)
+            gan = bce(real_logit, 1.0) + bce(fake_logit, 0.0)
+            rotation = F.cross_entropy(real_rot, labels)
+            if o.d_rotation_on_fake:
+                rotation = rotation + F.cross_entropy(fake_rot, labels)
+            accuracy = (real_rot.argmax(1) == labels).float().mean()
+            return {"loss": gan + o.alpha * rotation, "gan": gan, "rotation": rotation, "rotation_acc": accuracy}
+        fake_logit, fake_rot, labels = self.scores(self.fake(state.batch_size))
+        gan, rotation = bce(fake_logit, 1.0), F.cross_entropy(fake_rot, labels)
+        return {"loss": gan + o.beta * rotation, "gan": gan, "rotation": rotation}
+
 
 @hookimpl
 def register_models(register):
     register(ModelSpec(
         name="ssgan",
+        model=SSGANModel,
         options=SSGANOptions,
         defaults=TrainDefaults(epochs=45, batch_size=64, lr=6e-6, data_fraction=0.25),
         description="Self-supervised GAN with a rotation-prediction task, 32x32 (seed section 2-3)",
         presets={"paper": {"alpha": 1.0, "beta": 0.2, "lr": 2e-4, "adam_beta1": 0.0, "adam_beta2": 0.9,
                            "d_rotation_on_fake": False}},
     ))
-
-
-@hookimpl
-def build_model(name, options):
-    if name == "ssgan":
-        return SSGANModel(options)
-
-
-@hookimpl
-def compute_loss(model, phase, batch, state):
-    if type(model) is not SSGANModel:
-        return None
-    o = model.options
-    if phase == "discriminator":
-        with torch.no_grad():  # D needs the fakes, not G's graph: no activations kept for backward
-            fake = model.fake(batch.shape[0])
-        real_logit, real_rot, labels = model.scores(batch)
-        fake_logit, fake_rot, _ = model.scores(fake)
-        gan = bce(real_logit, 1.0) + bce(fake_logit, 0.0)
-        rotation = F.cross_entropy(real_rot, labels)
-        if o.d_rotation_on_fake:
-            rotation = rotation + F.cross_entropy(fake_rot, labels)
-        accuracy = (real_rot.argmax(1) == labels).float().mean()
-        return {"loss": gan + o.alpha * rotation, "gan": gan, "rotation": rotation, "rotation_acc": accuracy}
-    fake_logit, fake_rot, labels = model.scores(model.fake(state.batch_size))
-    gan, rotation = bce(fake_logit, 1.0), F.cross_entropy(fake_rot, labels)
-    return {"loss": gan + o.beta * rotation, "gan": gan, "rotation": rotation}

@@ -34,6 +34,7 @@ class VAEModel(GenerativeModel):
     channels = 1
     value_range = "unit"
     fit = "resize"
+    progress_metrics = ("loss", "kl", "beta")
 
     def __init__(self, options: VAEOptions):
         super().__init__(options)
@@ -64,27 +65,28 @@ class VAEModel(GenerativeModel):
         return torch.sigmoid(self.decoder(mean))
 
     def grids(self, noise, real):
-        recon = self.reconstruct(real)
-        pairs = torch.stack([real, recon], 1).flatten(0, 1)  # original, reconstruction, ...
+        recon = self.reconstruct(real.images)
+        pairs = torch.stack([real.images, recon], 1).flatten(0, 1)  # original, reconstruction, ...
         return {"samples": self.sample(noise), "reconstructions": pairs}
 
+    def compute_loss(self, phase, batch, state) -> dict:
+        """recon + beta * KL, with beta from the adjust_beta hook for this batch's KL."""
+        recon, kl = self.losses(batch.images)
+        beta = state.adjust_beta(kl)
+        return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "beta": beta}
 
-def vae_loss(model: VAEModel, batch: torch.Tensor, state) -> dict:
-    """recon + beta * KL, with beta from the adjust_beta hook for this batch's KL."""
-    recon, kl = model.losses(batch)
-    beta = state.adjust_beta(kl)
-    return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "beta": beta}
+    def adjust_beta(self, state, kl):
+        return self.options.beta
 
-
-def evaluate(model: VAEModel, state, eval_batches) -> dict:
-    """Held-out recon, KL and loss (weighted by batch size) with the current beta."""
-    totals = torch.zeros(2, dtype=torch.float64)
-    count = 0
-    for x in eval_batches:
-        recon, kl = model.losses(x)
-        totals += torch.stack([recon, kl]).double().cpu() * x.shape[0]
-        count += x.shape[0]
-    if count == 0:
-        return {}
-    recon, kl = (totals / count).tolist()
-    return {"recon": recon, "kl": kl, "loss": recon + state.beta * kl}
+    def evaluate(self, state, batches) -> dict:
+        """Held-out recon, KL and loss (weighted by batch size) with the current beta."""
+        totals = torch.zeros(2, dtype=torch.float64)
+        count = 0
+        for batch in batches:
+            recon, kl = self.losses(batch.images)
+            totals += torch.stack([recon, kl]).double().cpu() * len(batch)
+            count += len(batch)
+        if count == 0:
+            return {}
+        recon, kl = (totals / count).tolist()
+        return {"recon": recon, "kl": kl, "loss": recon + state.beta * kl}

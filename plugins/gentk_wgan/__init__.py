@@ -25,16 +25,6 @@ class WGANOptions:
     ema: float = option(0.0, "Decay of an EMA of the generator used for samples (0 = off).")
 
 
-class WGANModel(GANPair):
-    def phases(self, lr: float):
-        if self.options.gradient_penalty > 0:
-            make = lambda params: fast(torch.optim.Adam, params, lr=lr, betas=(0.0, 0.9))  # noqa: E731
-        else:
-            make = lambda params: fast(torch.optim.RMSprop, params, lr=lr)  # noqa: E731
-        return [Phase("critic", ["discriminator"], make, repeat=self.options.n_critic),
-                Phase("generator", ["generator"], make, uses_data=False)]
-
-
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """E[(||grad critic(x_hat)|| - 1)^2] on random interpolates of real and fake."""
     eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
@@ -49,48 +39,47 @@ def clip_weights(module: torch.nn.Module, clip: float) -> None:
         p.clamp_(-clip, clip)
 
 
+class WGANModel(GANPair):
+    def phases(self, lr: float):
+        if self.options.gradient_penalty > 0:
+            make = lambda params: fast(torch.optim.Adam, params, lr=lr, betas=(0.0, 0.9))  # noqa: E731
+        else:
+            make = lambda params: fast(torch.optim.RMSprop, params, lr=lr)  # noqa: E731
+        return [Phase("critic", ["discriminator"], make, repeat=self.options.n_critic),
+                Phase("generator", ["generator"], make, uses_data=False)]
+
+    def compute_loss(self, phase, batch, state):
+        o = self.options
+        if phase == "critic":
+            real = batch.images
+            with torch.no_grad():  # D needs the fakes, not G's graph: no activations kept for backward
+                fake = self.fake(real.shape[0])
+            real_score, fake_score = self.discriminator(real).mean(), self.discriminator(fake).mean()
+            loss = fake_score - real_score
+            out = {"wasserstein": real_score - fake_score}
+            if o.gradient_penalty > 0:
+                gp = gradient_penalty(self.discriminator, real, fake)
+                loss = loss + o.gradient_penalty * gp
+                out["gp"] = gp
+            out["loss"] = loss
+            return out
+        return {"loss": -self.discriminator(self.fake(state.batch_size)).mean()}
+
+    def on_step(self, phase, state, metrics):
+        if phase == "critic" and self.options.gradient_penalty == 0:
+            clip_weights(self.discriminator, self.options.clip)
+        elif phase == "generator":
+            self.update_ema()
+
+
 @hookimpl
 def register_models(register):
     register(ModelSpec(
         name="wgan",
+        model=WGANModel,
         options=WGANOptions,
         defaults=TrainDefaults(epochs=300, batch_size=128, lr=1e-4),
         description="Wasserstein GAN, weight clipping or gradient penalty (seed section 2-2)",
         # WGAN-GP as Gulrajani et al. train it (their lr 1e-4 is already the default).
         presets={"gp": {"gradient_penalty": 10.0, "n_critic": 5}},
     ))
-
-
-@hookimpl
-def build_model(name, options):
-    if name == "wgan":
-        return WGANModel(options)
-
-
-@hookimpl
-def compute_loss(model, phase, batch, state):
-    if type(model) is not WGANModel:
-        return None
-    if phase == "critic":
-        with torch.no_grad():  # D needs the fakes, not G's graph: no activations kept for backward
-            fake = model.fake(batch.shape[0])
-        real_score, fake_score = model.discriminator(batch).mean(), model.discriminator(fake).mean()
-        loss = fake_score - real_score
-        out = {"wasserstein": real_score - fake_score}
-        if model.options.gradient_penalty > 0:
-            gp = gradient_penalty(model.discriminator, batch, fake)
-            loss = loss + model.options.gradient_penalty * gp
-            out["gp"] = gp
-        out["loss"] = loss
-        return out
-    return {"loss": -model.discriminator(model.fake(state.batch_size)).mean()}
-
-
-@hookimpl
-def on_step(model, phase, state, metrics):
-    if type(model) is not WGANModel:
-        return
-    if phase == "critic" and model.options.gradient_penalty == 0:
-        clip_weights(model.discriminator, model.options.clip)
-    elif phase == "generator":
-        model.update_ema()

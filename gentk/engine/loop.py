@@ -1,0 +1,332 @@
+"""The training loop: a model's phases, step after step, with metrics, samples and checkpoints.
+
+The engine knows no model by name: the model comes from the registry, and each
+phase's loss, what happens after each optimizer step, the KL weight and the
+held-out metrics come through the model hooks (whose default is the model's
+own methods).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from ..config import CUDAGRAPH_MODES, TrainConfig, identity_differences, make_config, plugin_differences, resolve_device
+from ..data import BatchStream, DeviceImages, fit_images, load_dataset
+from ..distributed import Distributed
+from ..errors import ConfigMismatchError, PluginError, RunDirError, UsageError
+from ..images import save_grid
+from ..model import GenerativeModel, Phase
+from ..plugins import Registry, get_registry
+from ..precision import MixedPrecision
+from ..progress import TrainProgress
+from ..runs import LOCK, RunDir
+from ..state import TrainState
+from ..version import __version__
+from .checkpoints import Checkpointer
+from .metrics import MetricsLog
+from .signals import StopSignals, TrainingInterrupted
+
+GRID_SAMPLES = 64
+
+
+@contextmanager
+def preserved_rng(device: torch.device):
+    """Sampling grids and evaluating must not shift the training RNG stream."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
+        yield
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False,
+                 registry: Registry | None = None, console: Console | None = None, progress: bool = True):
+        self.registry = registry or get_registry()
+        self.console = console or Console(stderr=True, soft_wrap=True)
+        self.show_progress = progress
+        self.resume = resume
+        self.spec = self.registry.spec(config.model)
+        config.validate()
+        device = resolve_device(config.device)  # refuse a bad --device before touching the run dir
+        self.dist, self.device = Distributed.from_env(device)
+        config.world_size = self.dist.world
+        config.plugins = self.registry.acting_plugins(config.model)
+        if config.sync_bn and self.device.type != "cuda":
+            raise UsageError("--sync-bn synchronises batch norm over GPUs (NCCL); it needs --device cuda")
+        if not self.dist.is_main:
+            self.console.quiet = True  # rank 0 speaks for the job
+            self.show_progress = False
+        for name, info in sorted(self.registry.plugins.items()):
+            if info.error:
+                self.console.print(f"[yellow]warning: plugin {name!r}: {info.error}[/yellow]", highlight=False)
+        self.config = config
+        self.run = RunDir(run_dir)
+        self.metrics: MetricsLog | None = None
+
+    # -- set-up -----------------------------------------------------------------
+    def _prepare_run_dir(self) -> None:
+        run = self.run
+        asked = self.config.to_dict()
+        if self.resume:
+            saved = run.read_config()
+            diffs = identity_differences(saved, asked)
+            if "plugins" in saved:  # runs from before gentk recorded plugins have nothing to compare
+                diffs += plugin_differences(saved["plugins"], asked["plugins"])
+            if diffs:
+                raise ConfigMismatchError(f"{run.path} was trained with other settings: {'; '.join(diffs)}; "
+                                          "restore them to resume, or start a new --run-dir")
+        elif run.path.exists() and not run.path.is_dir():
+            raise RunDirError(f"--run-dir {run.path} is a file, not a folder")
+        elif run.path.exists() and any(p.name != LOCK for p in run.path.iterdir()):
+            raise RunDirError(f"{run.path} already exists; pass --resume to continue it, "
+                              "or choose another --run-dir")
+        try:
+            run.lock()
+            run.write_config(dict(asked, gentk_version=__version__, display=self._display()))
+        except OSError as exc:
+            raise RunDirError(f"cannot write the run directory {run.path}: {exc.strerror or exc}") from exc
+
+    def _display(self) -> dict:
+        """What `gentk report` and the progress bar show, as the model declares it (kept in
+        config.json so that plots can be redrawn without the model's plugin)."""
+        model = self.model
+        multi = len(self.phases) > 1
+        progress = model.progress_metrics or tuple(f"{p.name}_loss" if multi else "loss" for p in self.phases)
+        return {"phases": [p.name for p in self.phases] if multi else [], "progress": list(progress),
+                "figures": {name: [list(panel) for panel in panels] for name, panels in model.figures.items()}}
+
+    def _load_data(self, model: GenerativeModel, device: torch.device):
+        cfg = self.config
+        # Rank 0 fills the dataset cache first, so ranks never download over each other.
+        dataset = self.dist.call(lambda: load_dataset(cfg.data, cfg.data_root, self.registry), main_only=True)
+        if dataset is None:
+            dataset = load_dataset(cfg.data, cfg.data_root, self.registry)
+        self.console.print(f"[dim]data: {dataset.source}[/dim]")
+        classes = dataset.num_classes
+        if model.conditional and classes is None:
+            raise UsageError(f"model {cfg.model} is conditional and needs labelled data; --data {cfg.data} has "
+                             "no labels (use mnist, fashion-mnist, or a folder with one subfolder per class)")
+        if model.conditional and classes > model.num_classes:
+            raise UsageError(f"--data {cfg.data} has {classes} classes; model {cfg.model} was built for "
+                             f"{model.num_classes}")
+        train, train_labels = fit_images(dataset.train, model.image_size, model.channels, model.fit), dataset.train_labels
+        if cfg.data_fraction < 1:
+            keep = max(2, int(round(len(train) * cfg.data_fraction)))
+            subset = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:keep].sort().values
+            train = train[subset]
+            train_labels = train_labels[subset.numpy()] if train_labels is not None else None
+        test = fit_images(dataset.test, model.image_size, model.channels, model.fit)
+        return (DeviceImages(train, device, model.value_range, _labels(train_labels), classes),
+                DeviceImages(test, device, model.value_range, _labels(dataset.test_labels), classes))
+
+    def _build(self):
+        """The model on the device, its phases and one optimizer per phase."""
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        model = self.registry.build_model(self.spec, cfg.options)
+        if cfg.sync_bn:
+            for name, net in model.networks().items():
+                setattr(model, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(net))
+        model = model.to(self.device)
+        model.train()
+        self.dist.broadcast_module(model)  # one starting point on every rank, whatever the plugin's init does
+        phases: list[Phase] = model.phases(cfg.lr)
+        nets = model.networks()
+        self.params = {p.name: [q for net in p.networks for q in nets[net].parameters()] for p in phases}
+        optimizers = {p.name: p.optimizer(self.params[p.name]) for p in phases}
+        if cfg.compile:
+            for net in nets.values():
+                net.compile(mode=cfg.compile_mode)  # in place: parameter names, checkpoints and hooks see the same modules
+        return model, phases, optimizers
+
+    # -- sampling and evaluation ------------------------------------------------
+    def _save_grids(self, model, step: int, noise, real) -> None:
+        if not self.dist.is_main:
+            return
+        model.eval()
+        with preserved_rng(noise.device), torch.no_grad():
+            grids = model.grids(noise, real)
+        model.train()
+        for name, images in grids.items():
+            save_grid(model.to_unit(images), self.run.samples / f"{name}-{step:08d}.png")
+
+    def _evaluate(self, model, state, test: DeviceImages) -> None:
+        if not self.dist.is_main:  # held-out metrics are rank 0's; others go on training
+            return
+        model.eval()
+        with preserved_rng(state.device), torch.no_grad():
+            merged = self.registry.model_hook("on_epoch_end", model, state=state,
+                                              eval_batches=test.batches(self.config.batch_size, self.config.eval_limit))
+        model.train()
+        if merged:
+            # Plain floats: this record is rank 0's own and skips the average over ranks.
+            merged = {k: (v.item() if torch.is_tensor(v) else v) for k, v in merged.items()}
+            self.metrics.record(state.step, state.epoch, dict({"split": "test"}, **merged))
+
+    # -- the loop ---------------------------------------------------------------
+    def train(self) -> dict:
+        self.model, self.phases, self.optimizers = self._build()
+        try:
+            self.dist.call(self._prepare_run_dir, main_only=True)
+            return self._train(self.model, self.phases, self.optimizers)
+        finally:
+            if self.metrics is not None:
+                self.metrics.discard()
+            if self.dist.is_main:
+                self.run.unlock()
+            self.dist.close()
+
+    def _train(self, model, phases, optimizers) -> dict:
+        cfg, dist = self.config, self.dist
+        train, test = self._load_data(model, self.device)
+        self.precision = MixedPrecision(cfg.precision, self.device, [p.name for p in phases])
+        if dist.enabled:
+            # Each rank draws its own noise (GAN fakes, VAE samples), reproducibly.
+            torch.manual_seed(cfg.seed * 1_000_003 + dist.rank + 1)
+        state = TrainState(cfg.batch_size, self.device, reduce=dist.mean,
+                           adjust=lambda kl: self.registry.model_hook("adjust_beta", model, state=state, kl=kl))
+        stream = BatchStream(len(train), cfg.batch_size, cfg.seed, rank=dist.rank, world=dist.world)
+        batches_per_step = sum(p.repeat for p in phases if p.uses_data) or 1
+        self.metrics = MetricsLog(self.run.metrics_path, dist, cfg.batch_size * batches_per_step * dist.world)
+        self.checkpoints = Checkpointer(self.run, dist, cfg, self.console)
+        if self.resume:
+            dist.call(lambda: self.checkpoints.restore(model, optimizers, state, stream, self.precision))
+
+        noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(self.device)
+        real = test.batch(torch.arange(min(32, len(test))))
+        total = math.ceil(cfg.epochs * stream.batches_per_epoch / batches_per_step)
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        if state.step == 0:
+            self._save_grids(model, 0, noise, real)
+
+        started = time.perf_counter() - state.elapsed
+        self.metrics.start(state.step)
+        interrupted = None
+        mark_step = cfg.compile and cfg.compile_mode in CUDAGRAPH_MODES and self.device.type == "cuda"
+        with StopSignals() as signals, TrainProgress(total, state.step, self.show_progress, self.console,
+                                                     self._display()["progress"]) as bar:
+            while state.step < total and stream.epoch < cfg.epochs:
+                if mark_step:  # CUDA-graph replays reuse their output memory: tell torch a new step begins
+                    torch.compiler.cudagraph_mark_step_begin()
+                values = self._step(model, phases, optimizers, state, train, stream)
+                state.step += 1
+                state.elapsed = time.perf_counter() - started
+                self.metrics.record(state.step, state.epoch, values)
+                if stream.epoch != state.epoch:
+                    state.epoch = stream.epoch
+                    self._evaluate(model, state, test)
+                logged = state.step % cfg.log_every == 0
+                if logged:
+                    self.metrics.flush(self.checkpoints.last)
+                    bar.show(self.metrics.last)
+                bar.advance(1, state.epoch)
+                if state.step % cfg.sample_every == 0:
+                    self._save_grids(model, state.step, noise, real)
+                if state.step % cfg.checkpoint_every == 0:
+                    self._checkpoint(model, optimizers, state, stream)
+                # Under torchrun the ranks agree to stop, at a log step (a signal may reach one rank only).
+                if (logged or not dist.enabled) and dist.any(signals.received is not None):
+                    interrupted = signals.received or signal.SIGTERM
+                    break
+            self.metrics.flush(self.checkpoints.last)
+            if self.checkpoints.last != state.step:
+                self._checkpoint(model, optimizers, state, stream)
+        if interrupted is not None:
+            raise TrainingInterrupted(f"interrupted at step {state.step}; checkpoint saved; resume with: "
+                                      f"gentk train {cfg.model} --run-dir {self.run.path} --resume", interrupted)
+        if state.step % cfg.sample_every != 0:
+            self._save_grids(model, state.step, noise, real)
+        if dist.is_main:
+            self._plot()
+        return {"steps": state.step, "epoch": state.epoch, "wall_time_s": round(state.elapsed, 3),
+                "run_dir": str(self.run.path), "last": self.metrics.last, "rank": dist.rank,
+                "world_size": dist.world}
+
+    def _checkpoint(self, model, optimizers, state, stream) -> None:
+        self.metrics.flush(self.checkpoints.last)
+        self.checkpoints.save(model, optimizers, state, stream, self.precision)
+
+    def _plot(self) -> None:
+        """Figures are a convenience: a plotting failure is reported, never fatal."""
+        from ..report import write_plots
+
+        try:
+            write_plots(self.run.path)
+        except Exception as exc:  # noqa: BLE001
+            self.console.print(f"[yellow]plots not written ({type(exc).__name__}: {exc}); "
+                               f"retry with `gentk report {self.run.path}`[/yellow]")
+
+    def _step(self, model, phases, optimizers, state, train: DeviceImages, stream: BatchStream) -> dict:
+        values: dict = {}
+        multi = len(phases) > 1
+        amp = self.precision
+        for phase in phases:
+            opt = optimizers[phase.name]
+            sums: dict = {}
+            for _ in range(phase.repeat):
+                batch = train.batch(stream.next()) if phase.uses_data else None
+                opt.zero_grad(set_to_none=True)
+                with amp.autocast():
+                    out = self.registry.model_hook("compute_loss", model, phase=phase.name, batch=batch, state=state)
+                if out is None:
+                    raise PluginError(f"no plugin returned a loss for model {self.spec.name!r}, "
+                                      f"phase {phase.name!r}")
+                # --on-nan skip reads the loss every step (a device sync) to drop bad updates;
+                # under torchrun all ranks skip together.
+                if self.config.on_nan == "skip" and self.dist.any(not bool(torch.isfinite(out["loss"]))):
+                    opt.zero_grad(set_to_none=True)
+                    state.skipped_nonfinite += 1
+                    values["skipped_nonfinite"] = state.skipped_nonfinite
+                    continue
+                amp.backward(phase.name, out["loss"])
+                self.dist.average_gradients(self.params[phase.name])
+                amp.step(phase.name, opt)
+                self.registry.model_hook("on_step", model, phase=phase.name, state=state, metrics=out)
+                for key, value in out.items():
+                    value = value.detach() if torch.is_tensor(value) else value
+                    sums[key] = sums[key] + value if key in sums else value
+            for key, value in sums.items():
+                name = f"{phase.name}_{key}" if multi else key
+                values[name] = value / phase.repeat if phase.repeat > 1 else value
+                self.metrics.phase_of[name] = phase.name
+        return values
+
+
+def _labels(labels):
+    return torch.from_numpy(labels.astype("int64")) if labels is not None else None
+
+
+def train(model: str, run_dir: str | Path | None = None, *, resume: bool = False, progress: bool = True,
+          console: Console | None = None, registry: Registry | None = None, **settings) -> dict:
+    """Train ``model`` (a registered name) and return a summary; the Python face of `gentk train`.
+
+    ``settings`` are TrainConfig fields (epochs, max_steps, batch_size, lr, seed,
+    data, data_root, device, ...), the model's own options by name, and
+    ``preset``. Omitted epochs, batch_size, lr and data_fraction take the
+    model's defaults; with ``resume=True`` omitted settings keep the run's own.
+    """
+    registry = registry or get_registry()
+    spec = registry.spec(model)
+    if resume:
+        if run_dir is None:
+            raise UsageError("--resume needs --run-dir: the run to continue")
+        base = RunDir(run_dir).read_config()
+    else:
+        base = None
+    config = make_config(spec, settings, base)
+    if run_dir is None:
+        run_dir = default_run_dir(model)
+    trainer = Trainer(config, Path(run_dir), resume=resume, registry=registry, console=console, progress=progress)
+    return trainer.train()
+
+
+def default_run_dir(model: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{model}-{stamp}"
