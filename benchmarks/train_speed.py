@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader
 from gentk import __version__
 from gentk.config import COMPILE_MODES, resolve_device
 from gentk.data import fit_images, load_dataset
-from gentk.engine import build_model, train
+from gentk.engine import train
 from gentk.options import option_defaults
 from gentk.plugins import get_registry
 
@@ -183,7 +183,7 @@ def seed_images_per_sec(name, images, device, batch, steps, window, precision, l
     registry = get_registry()
     spec = registry.spec(name)
     torch.manual_seed(0)
-    model = build_model(registry, spec, option_defaults(spec.options)).to(device).train()
+    model = registry.build_model(spec, option_defaults(spec.options)).to(device).train()
     o = model.options
     loader = DataLoader(images, batch_size=batch, shuffle=True, drop_last=True)
     logs = ([], [], [])
@@ -272,7 +272,7 @@ def main() -> None:
             batch *= args.batch_scale
             steps = max(1, int(steps * args.scale))
             spec = registry.spec(name)
-            build = build_model(registry, spec, option_defaults(spec.options))
+            build = registry.build_model(spec, option_defaults(spec.options))
             dataset = load_dataset("mnist", None)
             train_u8 = fit_images(dataset.train, build.image_size, build.channels, build.fit)
             if spec.defaults.data_fraction < 1:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .version import __version__
-from .errors import GentkError, UnknownModelError
+from .errors import GentkError
 from .options import flag_name
 
 err_console = Console(stderr=True, soft_wrap=True)
@@ -128,9 +128,8 @@ class TrainGroup(click.Group):
 
     def resolve_command(self, ctx, args):
         name = args[0] if args else None
-        if name is not None and not name.startswith("-") and name not in _registry().models():
-            known = ", ".join(sorted(_registry().models())) or "none"
-            raise UnknownModelError(f"unknown model {name!r}; available: {known}")
+        if name is not None and not name.startswith("-"):
+            _registry().spec(name)  # an unknown model (or one whose plugin failed) is one clear line
         return super().resolve_command(ctx, args)
 
 

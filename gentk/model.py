@@ -90,6 +90,8 @@ class GenerativeModel(nn.Module):
     channels: int = 1
     value_range: str = "unit"
     fit: str = "resize"
+    #: The name the model was registered under (set by gentk when it builds the model).
+    model_name: str | None = None
     #: True for models whose ``sample(noise, labels)`` draws from given classes.
     conditional: bool = False
     #: Classes a conditional model knows (labels 0 .. num_classes - 1).

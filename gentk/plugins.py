@@ -131,7 +131,7 @@ class Registry:
         if model.conditional and not (isinstance(model.num_classes, int) and model.num_classes >= 1):
             raise PluginError(f"{who}: conditional model {spec.name!r} must set num_classes to a positive int "
                               f"(got {model.num_classes!r})")
-        model._gentk_model_name = spec.name  # the core plugin's answers are blamed on this model's plugin
+        model.model_name = spec.name  # the core plugin's answers are blamed on this model's plugin
         return model
 
     # -- calling hooks ----------------------------------------------------------------
@@ -151,7 +151,7 @@ class Registry:
         """Call a model hook with ``model`` and check what comes back; returns the (first) answer,
         or for ``on_epoch_end`` the merged dicts. Errors name the distribution and the hook."""
         kwargs["model"] = model
-        name = getattr(model, "_gentk_model_name", None)
+        name = getattr(model, "model_name", None)
         firstresult = hook in ("compute_loss", "adjust_beta")
         answer, impl = self._call_checked(hook, kwargs, firstresult, name)
         if hook == "on_epoch_end":

@@ -18,19 +18,23 @@ import numpy as np
 from .plugins import register_plugin, unregister_plugin
 
 
-def tiny_image_folder(root: str | Path, n_train: int = 48, n_test: int = 16, size: int = 28, seed: int = 0) -> str:
+def tiny_image_folder(root: str | Path, n_train: int = 48, n_test: int = 16, size: int = 28, seed: int = 0,
+                      classes: int = 0) -> str:
     """Small grayscale images of bright rectangles in ``root/train`` and ``root/test``; returns the
-    ``--data`` value (``folder:ROOT``)."""
+    ``--data`` value (``folder:ROOT``). With ``classes=K`` the images go into K class subfolders
+    (``class0`` ...), and class k's rectangles sit in its own band of rows, so labels mean something."""
     from PIL import Image
 
     root = Path(root)
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("test", n_test)):
-        folder = root / split
-        folder.mkdir(parents=True, exist_ok=True)
         for i in range(n):
+            folder = root / split / (f"class{i % classes}" if classes else "")
+            folder.mkdir(parents=True, exist_ok=True)
             img = np.zeros((size, size), dtype=np.uint8)
             x0, y0 = rng.integers(2, size // 2, size=2)
+            if classes:
+                y0 = 1 + (i % classes) * (size - 6) // classes
             x1, y1 = x0 + rng.integers(4, size // 2), y0 + rng.integers(4, size // 2)
             img[y0:y1, x0:x1] = rng.integers(128, 256)
             Image.fromarray(img).save(folder / f"{i:04d}.png")
@@ -59,7 +63,8 @@ def train_steps(model: str, tmp_path: str | Path, steps: int = 5, **settings) ->
     from .engine import train
 
     tmp_path = Path(tmp_path)
-    settings.setdefault("data", tiny_image_folder(tmp_path / "data"))
+    if "data" not in settings:  # (setdefault would write the tiny folder even when data is given)
+        settings["data"] = tiny_image_folder(tmp_path / "data")
     settings.setdefault("batch_size", 8)
     settings.setdefault("device", "cpu")
     settings.setdefault("epochs", 1000)

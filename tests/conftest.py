@@ -103,3 +103,14 @@ def one_line_error(result: CliResult, code: int = 1) -> str:
     assert len(lines) == 1 and lines[0].startswith("Error:"), result.err
     assert "Traceback" not in result.err
     return lines[0]
+
+
+def last_line_error(result: CliResult, code: int = 1) -> str:
+    """Like one_line_error for failures after training started (the data summary came first):
+    one `Error:` line, the last, and no traceback."""
+    assert result.code == code, result
+    lines = [l for l in result.err.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("Error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.err
+    assert "Traceback" not in result.err
+    return errors[0]

@@ -5,17 +5,22 @@ docs, or without a `test_hook_<name>` function in this file, fails these tests.
 """
 
 import inspect
+import json
 import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import gentk
+from gentk.data import Dataset, DatasetSpec
 from gentk import hookspecs
 from gentk.engine import train
 from gentk.plugins import get_registry
 from gentk.testing import registered
+
+from conftest import TINY_TRAIN, one_line_error
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
@@ -133,3 +138,65 @@ def test_hook_on_epoch_end(tmp_path, tiny_data):
         train("gan", tmp_path / "r", epochs=2, batch_size=8, data=tiny_data, device="cpu", progress=False,
               eval_limit=10)
     assert [c for c in recorder.calls if c[0] == "on_epoch_end"] == [("on_epoch_end", 1, 10), ("on_epoch_end", 2, 10)]
+
+
+class _Stripes:
+    """A dataset plugin: ``--data stripes:N`` makes N striped images per split, labelled by stripe."""
+
+    @gentk.hookimpl
+    def register_datasets(self, register):
+        register(DatasetSpec("stripes", self.load, "horizontal stripes (test)", arg="optional", arg_help="N"))
+
+    @staticmethod
+    def load(arg, data_root):
+        n = int(arg or 24)
+        labels = np.arange(n) % 2
+        x = np.zeros((n, 1, 28, 28), dtype=np.uint8)
+        x[labels == 0, :, :14] = 255
+        x[labels == 1, :, 14:] = 255
+        return Dataset("stripes", x, x[:8].copy(), f"stripes: {n} generated images", labels, labels[:8].copy(),
+                       ["top", "bottom"])
+
+
+def test_hook_register_datasets(gentk_cli, tmp_path):
+    with registered(_Stripes(), "stripes"):
+        listed = {r["name"]: r for r in json.loads(gentk_cli("datasets", "--json").out)}
+        assert listed["stripes"]["plugin"] == "stripes" and listed["stripes"]["usage"] == "stripes:N"
+        assert {"mnist", "fashion-mnist", "folder"} <= set(listed)  # gentk's own go through the same hook
+        result = gentk_cli("train", "gan", "--max-steps", "2", "--data", "stripes:16", "--run-dir", tmp_path / "r",
+                           *TINY_TRAIN)
+        assert result.code == 0, result
+        assert "stripes: 16 generated images" in result.err
+        unknown = one_line_error(gentk_cli("train", "gan", "--data", "strips", "--run-dir", tmp_path / "u"), 2)
+        assert "unknown --data 'strips'; available:" in unknown and "stripes" in unknown
+    assert not (tmp_path / "u").exists()
+
+
+def test_hook_register_commands(gentk_cli):
+    import click
+
+    class Commands:
+        @gentk.hookimpl
+        def register_commands(self, cli):
+            @cli.command()
+            @click.argument("name")
+            def hello(name):
+                """Say hello (a plugin's command)."""
+                click.echo(f"hello {name}")
+
+            @cli.command()
+            def boom():
+                raise ValueError("kaput")
+
+            @cli.command(name="fid")
+            def fake_fid():
+                click.echo("not gentk's fid")
+
+    with registered(Commands(), "greeter"):
+        assert gentk_cli("hello", "world").out == "hello world\n"
+        assert "hello" in gentk_cli("--help").out
+        line = one_line_error(gentk_cli("boom"), 1)
+        assert "plugin 'greeter' failed in command 'boom': ValueError: kaput" in line
+        assert "not gentk's fid" not in gentk_cli("fid", "--help").out
+        rows = {r["name"]: r for r in json.loads(gentk_cli("plugins", "--json").out)["plugins"]}
+        assert "command 'fid' is gentk's own; not replaced" in rows["greeter"]["error"]

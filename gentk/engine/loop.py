@@ -9,6 +9,7 @@ own methods).
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import time
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from ..checkpoint import list_checkpoints
 from ..config import CUDAGRAPH_MODES, TrainConfig, identity_differences, make_config, plugin_differences, resolve_device
 from ..data import BatchStream, DeviceImages, fit_images, load_dataset
 from ..distributed import Distributed
@@ -70,7 +72,8 @@ class Trainer:
         self.metrics: MetricsLog | None = None
 
     # -- set-up -----------------------------------------------------------------
-    def _prepare_run_dir(self) -> None:
+    def _check_run_dir(self) -> None:
+        """Refuse a resume that would change the run, or a new run over an existing one (reads only)."""
         run = self.run
         asked = self.config.to_dict()
         if self.resume:
@@ -86,6 +89,10 @@ class Trainer:
         elif run.path.exists() and any(p.name != LOCK for p in run.path.iterdir()):
             raise RunDirError(f"{run.path} already exists; pass --resume to continue it, "
                               "or choose another --run-dir")
+
+    def _prepare_run_dir(self) -> None:
+        run = self.run
+        asked = self.config.to_dict()
         try:
             run.lock()
             run.write_config(dict(asked, gentk_version=__version__, display=self._display()))
@@ -171,10 +178,17 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------
     def train(self) -> dict:
+        # Everything that can be refused is checked before the run directory is touched.
         self.model, self.phases, self.optimizers = self._build()
+        self.dist.call(self._check_run_dir, main_only=True)
+        data = self._load_data(self.model, self.device)
+        existed = self.run.path.exists()
         try:
             self.dist.call(self._prepare_run_dir, main_only=True)
-            return self._train(self.model, self.phases, self.optimizers)
+            return self._train(self.model, self.phases, self.optimizers, *data)
+        except BaseException:
+            self._forget_unstarted_run(existed)
+            raise
         finally:
             if self.metrics is not None:
                 self.metrics.discard()
@@ -182,9 +196,20 @@ class Trainer:
                 self.run.unlock()
             self.dist.close()
 
-    def _train(self, model, phases, optimizers) -> dict:
+    def _forget_unstarted_run(self, existed: bool) -> None:
+        """A new run that failed before its first checkpoint has nothing to resume: remove what it
+        wrote, so that the same command can simply be run again."""
+        if self.resume or not self.dist.is_main or list_checkpoints(self.run.checkpoints):
+            return
+        if not existed:
+            shutil.rmtree(self.run.path, ignore_errors=True)
+            return
+        for child in self.run.path.iterdir():  # an empty folder the user made: empty it again
+            if child.name != LOCK:
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+
+    def _train(self, model, phases, optimizers, train: DeviceImages, test: DeviceImages) -> dict:
         cfg, dist = self.config, self.dist
-        train, test = self._load_data(model, self.device)
         self.precision = MixedPrecision(cfg.precision, self.device, [p.name for p in phases])
         if dist.enabled:
             # Each rank draws its own noise (GAN fakes, VAE samples), reproducibly.

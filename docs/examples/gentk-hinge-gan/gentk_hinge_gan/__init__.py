@@ -58,30 +58,21 @@ class HingeGAN(GenerativeModel):
         device = next(self.parameters()).device
         return self.generator(torch.randn(n, self.options.noise_dim, device=device))
 
+    def compute_loss(self, phase, batch, state):
+        if phase == "discriminator":
+            real_score = self.discriminator(batch.images)
+            fake_score = self.discriminator(self.fake(len(batch)).detach())
+            loss = F.relu(1 - real_score).mean() + F.relu(1 + fake_score).mean()
+            return {"loss": loss, "real_score": real_score.mean(), "fake_score": fake_score.mean()}
+        return {"loss": -self.discriminator(self.fake(state.batch_size)).mean()}
+
 
 @gentk.hookimpl
 def register_models(register):
     register(ModelSpec(
         name="hinge-gan",
+        model=HingeGAN,
         options=HingeGANOptions,
         defaults=TrainDefaults(epochs=10, batch_size=64, lr=2e-4),
         description="Hinge-loss GAN with a spectrally normalised discriminator (example plugin)",
     ))
-
-
-@gentk.hookimpl
-def build_model(name, options):
-    if name == "hinge-gan":
-        return HingeGAN(options)
-
-
-@gentk.hookimpl
-def compute_loss(model, phase, batch, state):
-    if not isinstance(model, HingeGAN):
-        return None  # someone else's model
-    if phase == "discriminator":
-        real_score = model.discriminator(batch)
-        fake_score = model.discriminator(model.fake(batch.shape[0]).detach())
-        loss = F.relu(1 - real_score).mean() + F.relu(1 + fake_score).mean()
-        return {"loss": loss, "real_score": real_score.mean(), "fake_score": fake_score.mean()}
-    return {"loss": -model.discriminator(model.fake(state.batch_size)).mean()}
