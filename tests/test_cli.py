@@ -110,5 +110,7 @@ def test_python_m_gentk_works():
     import subprocess
     import sys
 
+    import gentk
+
     proc = subprocess.run([sys.executable, "-m", "gentk", "--version"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "0.1.0" in proc.stdout
+    assert proc.returncode == 0 and gentk.__version__ in proc.stdout

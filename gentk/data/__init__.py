@@ -2,7 +2,7 @@
 
 from .dataset import Dataset
 from .prepare import BatchStream, DeviceImages, fit_images
-from .sources import load_dataset, parse_data_spec
+from .loading import load_dataset, parse_data_spec
 from .spec import DatasetSpec
 
 __all__ = ["BatchStream", "Dataset", "DatasetSpec", "DeviceImages", "fit_images", "load_dataset",
