@@ -22,6 +22,8 @@ from safetensors.torch import save as st_save
 
 from .errors import CheckpointError
 from .fsutil import atomic_write_bytes, atomic_write_text
+from .safeio import read_bytes, read_text
+from .schema import SIDECAR, parse_json, validate
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^step-(\d{8,})$")
@@ -127,18 +129,18 @@ def prune(folder: Path, keep: int) -> None:
 
 
 def read_checkpoint(folder: Path, name: str) -> Checkpoint:
-    """Load and verify one checkpoint (sidecar parses, size and sha256 match, header sane)."""
+    """Load and verify one checkpoint (sidecar fits its schema, size and sha256 match, header sane)."""
     if not _NAME.match(name):
         raise CheckpointError(f"{name!r} is not a checkpoint name (expected step-NNNNNNNN)")
     weights, sidecar = folder / f"{name}.safetensors", folder / f"{name}.json"
     meta = read_sidecar(sidecar)
-    try:
-        payload = weights.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {weights}: {exc.strerror or exc}") from exc
-    if len(payload) != meta.get("size"):
-        raise CheckpointError(f"{weights} is truncated ({len(payload)} bytes, expected {meta.get('size')})")
-    if hashlib.sha256(payload).hexdigest() != meta.get("sha256"):
+    if meta["step"] != int(_NAME.match(name).group(1)):
+        raise CheckpointError(f"{sidecar} says step {meta['step']}, but its name says {name}")
+    # Never more than the sidecar's size: a link to /dev/zero or a grown file is refused, not read.
+    payload = read_bytes(weights, meta["size"], CheckpointError, "checkpoint")
+    if len(payload) != meta["size"]:
+        raise CheckpointError(f"{weights} is truncated ({len(payload)} bytes, expected {meta['size']})")
+    if hashlib.sha256(payload).hexdigest() != meta["sha256"]:
         raise CheckpointError(f"{weights} does not match the checksum in its sidecar (corrupt)")
     return Checkpoint(name, load_safetensors_bytes(payload, weights), meta)
 
@@ -151,19 +153,12 @@ def load_safetensors_bytes(payload: bytes, path) -> dict[str, torch.Tensor]:
 
 
 def read_sidecar(path: Path) -> dict:
-    try:
-        if path.stat().st_size > MAX_SIDECAR_BYTES:
-            raise CheckpointError(f"{path} is too large to be a checkpoint sidecar")
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{path} is missing") from exc
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CheckpointError(f"{path} is not a readable JSON sidecar: {exc}") from exc
-    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int):
-        raise CheckpointError(f"{path} is not a gentk checkpoint sidecar")
-    if meta.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {meta.get('format')!r}; "
+    text = read_text(path, MAX_SIDECAR_BYTES, CheckpointError, "checkpoint sidecar")
+    meta = parse_json(text, path, CheckpointError, "checkpoint sidecar")
+    if isinstance(meta, dict) and "format" in meta and meta["format"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {meta['format']!r}; "
                               f"this gentk reads format {FORMAT_VERSION}")
+    validate(meta, SIDECAR, path, CheckpointError)
     return meta
 
 
@@ -176,3 +171,62 @@ def latest_intact(folder: Path) -> tuple[Checkpoint | None, list[str]]:
         except CheckpointError as exc:
             notes.append(f"skipped damaged checkpoint: {exc}")
     return None, notes
+
+
+# -- what a checkpoint may load into ------------------------------------------------------
+
+def check_model_tensors(model: torch.nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
+    """Every tensor the model has, of its shape and dtype, and nothing else: checked before
+    ``load_state_dict`` so that a tampered file is one line, never a crash."""
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = f"lacks {missing[0]}" if missing else f"has {unexpected[0]}, which the model does not"
+        raise CheckpointError(f"checkpoint {name} does not fit this model: it {what}")
+    for key, want in expected.items():
+        got = state[key]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise CheckpointError(f"checkpoint {name} does not fit this model: {key} is {got.dtype} "
+                                  f"{tuple(got.shape)}, the model's is {want.dtype} {tuple(want.shape)}")
+
+
+def check_optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict, meta: dict,
+                            name: str) -> None:
+    """The optimizer state in a checkpoint fits ``optimizer``: the same parameter groups, and per
+    parameter only tensors of the parameter's shape (or 0-d counters). The fused kernels trust
+    these shapes, so a wrong one would be a crash, not an error."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    groups = meta["param_groups"]
+    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
+        raise CheckpointError(f"checkpoint {name}: {prefix} has other parameter groups than this model's optimizer")
+    head = prefix + "/"
+    for key, value in tensors.items():
+        if not key.startswith(head):
+            continue
+        index, _, field = key[len(head):].partition("/")
+        if not index.isdigit() or int(index) >= len(params) or not field:
+            raise CheckpointError(f"checkpoint {name}: {key} names no parameter of the optimizer")
+        param = params[int(index)]
+        if value.dim() and (value.shape != param.shape or not value.dtype.is_floating_point):
+            raise CheckpointError(f"checkpoint {name}: {key} is {value.dtype} {tuple(value.shape)}, "
+                                  f"its parameter is {tuple(param.shape)}")
+        if not value.dim() and value.dtype.is_complex:
+            raise CheckpointError(f"checkpoint {name}: {key} is a complex number")
+    for key, value in meta["scalars"].items():
+        index, _, field = key.partition("/")
+        if not index.isdigit() or int(index) >= len(params) or isinstance(value, (dict, list, str)):
+            raise CheckpointError(f"checkpoint {name}: optimizer value {key!r} does not fit the optimizer")
+
+
+def check_rng(tensors: dict, name: str) -> None:
+    """RNG states are byte tensors of the size torch saves; anything else is refused before
+    ``set_rng_state`` sees it."""
+    sizes = {"rng/cpu": torch.get_rng_state().numel()}
+    for key, value in tensors.items():
+        if not key.startswith("rng/"):
+            continue
+        want = sizes.get(key) if key == "rng/cpu" else None
+        if value.dtype != torch.uint8 or value.dim() != 1 or (want is not None and value.numel() != want):
+            raise CheckpointError(f"checkpoint {name}: {key} is not an RNG state ({value.dtype} {tuple(value.shape)})")
+    if "rng/cpu" not in tensors:
+        raise CheckpointError(f"checkpoint {name} has no CPU RNG state (rng/cpu)")

@@ -355,9 +355,15 @@ def report(run_dirs, as_json, plots):
     from .report import summarize, write_plots
 
     rows = [summarize(r) for r in run_dirs]  # a non-run fails here, before any plot is written
+    for row in rows:
+        for note in row["notes"]:
+            err_console.print(f"[yellow]warning: {note}[/yellow]", highlight=False)
     if plots:
         for r in run_dirs:
-            write_plots(r)
+            try:
+                write_plots(r)
+            except GentkError as exc:  # a read-only run still gets its row in the table
+                err_console.print(f"[yellow]warning: plots of {r} not written: {exc}[/yellow]", highlight=False)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -54,6 +55,11 @@ class TrainConfig:
     plugins: list = field(default_factory=list)
 
     def validate(self) -> None:
+        from .schema import validate
+
+        validate(self.to_dict(), config_schema(), "settings", UsageError)  # the types, before the ranges
+        if not 0 <= self.seed < MAX_SEED:
+            raise UsageError(f"--seed must be in 0 .. {MAX_SEED - 1} (got {self.seed})")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "sample_every": self.sample_every,
                     "checkpoint_every": self.checkpoint_every, "keep_checkpoints": self.keep_checkpoints,
                     "log_every": self.log_every}
@@ -66,6 +72,8 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
         if not self.lr > 0:
             raise UsageError(f"--lr must be positive (got {self.lr})")
+        if not math.isfinite(self.lr):
+            raise UsageError(f"--lr must be finite (got {self.lr})")
         if self.on_nan not in ("stop", "skip"):
             raise UsageError(f"--on-nan must be stop or skip (got {self.on_nan!r})")
         if self.precision not in PRECISIONS:
@@ -75,7 +83,7 @@ class TrainConfig:
         if self.compile_mode != "default" and not self.compile:
             raise UsageError(f"--compile-mode {self.compile_mode} works only with --compile: add --compile, "
                              "or give --compile-mode default")
-        if not 0 < self.data_fraction <= 1:
+        if not (isinstance(self.data_fraction, (int, float)) and 0 < self.data_fraction <= 1):
             raise UsageError(f"--data-fraction must be in (0, 1] (got {self.data_fraction})")
 
     def to_dict(self) -> dict:
@@ -86,6 +94,10 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
+
+
+#: Seeds are multiplied by about 1e6 to seed each epoch's order and each rank: keep them where that stays exact.
+MAX_SEED = 1 << 32
 
 
 def _choices(name: str) -> tuple:
@@ -127,8 +139,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     try:
         device = torch.device(name)
-    except (RuntimeError, ValueError):
+    except (RuntimeError, ValueError, TypeError):
         raise UsageError(f"unknown --device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type in ("cpu", "mps") and device.index not in (None, 0):
+        raise UsageError(f"--device {name}: there is one {device.type} device; use --device {device.type}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError("--device cuda asked, but no CUDA GPU is available; use --device cpu")
@@ -192,3 +206,48 @@ def _dist(record: dict) -> str:
     if not record.get("distribution"):
         return "registered in-process"
     return f"{record['distribution']} {record.get('version') or ''}".strip()
+
+
+def config_schema():
+    """The schema of a run's config.json, from TrainConfig's own fields and types."""
+    import typing
+
+    from . import schema as s
+
+    def of(hint):
+        if hint is bool:
+            return s.Bool()
+        if hint is int:
+            return s.Int(min=-(1 << 63), max=(1 << 63) - 1)
+        if hint is float:
+            return s.Num(finite=False)  # ranges (and finiteness) are TrainConfig.validate's
+        if hint is str:
+            return s.Str()
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if args and len(args) < len(typing.get_args(hint)):
+            return s.Optional(of(args[0]))
+        return s.AnyJSON()
+
+    hints = typing.get_type_hints(TrainConfig)
+    optional = {f.name: of(hints[f.name]) for f in fields(TrainConfig) if f.name not in ("model", "options", "plugins")}
+    optional["world_size"] = s.Int(min=1, max=1 << 20)
+    optional["plugins"] = s.List(s.Obj(required={"name": s.Str()},
+                                       optional={"distribution": s.Optional(s.Str()), "version": s.Optional(s.Str())}),
+                                 max_len=1000)
+    optional["display"] = s.Obj(optional={"phases": s.List(s.Str()), "progress": s.List(s.Str()),
+                                          "figures": s.Map(s.List(s.List(s.Str())))})
+    return s.Obj(required={"model": s.Str(max_len=200), "options": s.Map(s.Scalar(), max_len=1000)},
+                 optional=optional)
+
+
+def checked_config(data, path, error) -> dict:
+    """A run's config.json, parsed: refused in one line (naming the field) unless it fits the
+    schema and TrainConfig.validate()'s ranges."""
+    from .schema import validate
+
+    validate(data, config_schema(), path, error)
+    try:
+        TrainConfig.from_dict(data).validate()
+    except UsageError as exc:
+        raise error(f"{path}: {exc}") from None
+    return data

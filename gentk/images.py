@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from .fsutil import atomic_write_bytes
+from .fsutil import atomic_write_bytes, probe_writable
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -37,7 +37,7 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None
 
 def save_pngs(images: torch.Tensor, folder: Path, start: int = 0) -> list[Path]:
     """Images in [0, 1] as numbered PNG files."""
-    folder.mkdir(parents=True, exist_ok=True)
+    probe_writable(folder)  # a folder that cannot take files is one line before any image is made
     paths = []
     for i, image in enumerate(to_uint8(images.detach().float().cpu())):
         path = folder / f"{start + i:06d}.png"

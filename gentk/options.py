@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 
@@ -11,9 +12,12 @@ import click
 from .errors import UsageError
 
 
-def option(default, help: str, choices: tuple | None = None):
-    """A model option field: ``dim_z: int = option(10, "latent size")``."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def option(default, help: str, choices: tuple | None = None, min=None, max=None, below=None):
+    """A model option field: ``dim_z: int = option(10, "latent size", min=1)``. ``min``/``max``
+    bound it inclusively, ``below`` exclusively (``ema: float = option(0.0, ..., min=0, below=1)``);
+    values outside are refused, naming the flag, before anything is built."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "min": min, "max": max,
+                                                        "below": below})
 
 
 def _fields(cls):
@@ -54,12 +58,41 @@ def click_type(typ):
 
 
 def build_options(cls, values: dict):
-    """An options instance from a dict (CLI kwargs or config.json); unknown keys are refused."""
+    """An options instance from a dict (CLI kwargs or config.json); unknown keys, values of the
+    wrong type and values out of range are refused, naming the flag."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise UsageError(f"unknown option(s) for this model: {', '.join(unknown)}")
+    for f, typ in _fields(cls):
+        if f.name in values:
+            values = dict(values, **{f.name: check_value(f, typ, values[f.name])})
     return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def check_value(f, typ, value):
+    """``value`` for option field ``f`` of type ``typ``, checked (ints are accepted for floats)."""
+    flag, meta = flag_name(f.name), f.metadata
+    base = click_type(typ) if typ is not bool else bool
+    optional = typing.get_origin(typ) in (typing.Union, types.UnionType) and type(None) in typing.get_args(typ)
+    if value is None and optional:
+        return value
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if base in (int, float) and isinstance(value, bool) or not isinstance(value, base):
+        raise UsageError(f"{flag} must be {'a number' if base is float else 'an integer' if base is int else base.__name__} "
+                         f"(got {value!r})")
+    if base is float and not math.isfinite(value):
+        raise UsageError(f"{flag} must be finite (got {value})")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise UsageError(f"{flag} must be one of {', '.join(map(str, meta['choices']))} (got {value!r})")
+    if meta.get("min") is not None and value < meta["min"]:
+        raise UsageError(f"{flag} must be at least {meta['min']} (got {value})")
+    if meta.get("max") is not None and value > meta["max"]:
+        raise UsageError(f"{flag} must be at most {meta['max']} (got {value})")
+    if meta.get("below") is not None and value >= meta["below"]:
+        raise UsageError(f"{flag} must be below {meta['below']} (got {value})")
+    return value
 
 
 def options_dict(options) -> dict:

@@ -9,8 +9,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from .checkpoint import latest_intact, list_checkpoints, read_sidecar
+from .errors import RunDirError
 from .fsutil import atomic_write_bytes
 from .runs import RunDir
+from .safeio import MiB, read_text
+from .schema import FID_RESULT, parse_json, validate
+
+MAX_FID_BYTES = 1 * MiB
 
 STRIP_GRIDS = 6
 _SAMPLE = re.compile(r"^samples-(\d+)\.png$")
@@ -179,7 +184,8 @@ def summarize(run_dir: str | Path) -> dict:
     """One row of the comparison table: model, non-default options, steps, time, final losses, FID."""
     run = RunDir(run_dir)
     config = run.read_config()
-    train, held_out = split_rows(run.read_metrics())
+    rows, damaged = run.read_metrics_checked()
+    train, held_out = split_rows(rows)
     last = train[-1] if train else {}
     steps, elapsed = 0, None
     names = list_checkpoints(run.checkpoints)
@@ -191,13 +197,16 @@ def summarize(run_dir: str | Path) -> dict:
             ckpt, _ = latest_intact(run.checkpoints)
             if ckpt is not None:
                 steps, elapsed = ckpt.meta["step"], ckpt.meta.get("state", {}).get("elapsed")
-    fid = None
-    fid_path = run.path / "fid.json"
-    if fid_path.is_file():
+    fid, notes = None, []
+    fid_path = run.inside("fid.json")
+    if fid_path.exists() or fid_path.is_symlink():
         try:
-            fid = json.loads(fid_path.read_text()).get("scores")
-        except (OSError, ValueError, AttributeError):
-            fid = None
+            result = parse_json(read_text(fid_path, MAX_FID_BYTES, RunDirError, "FID result"), fid_path,
+                                RunDirError, "FID result")
+            validate(result, FID_RESULT, fid_path, RunDirError)
+            fid = result.get("scores")
+        except RunDirError as exc:  # the table still shows the run; the damage is named
+            notes.append(f"{exc}; FID not shown")
     return {
         "run": str(run.path),
         "model": config.get("model"),
@@ -210,5 +219,6 @@ def summarize(run_dir: str | Path) -> dict:
         "final": {k: last[k] for k in headline_keys(config, last)},
         "held_out": {k: v for k, v in (held_out[-1] if held_out else {}).items() if k not in BOOKKEEPING},
         "fid": fid,
+        "notes": notes + [f"{run.metrics_path} line {n} is damaged ({why}); skipped" for n, why, _ in damaged],
     }
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 from pathlib import Path
 
+from .config import checked_config
 from .errors import RunDirError
 from .fsutil import atomic_write_text
+from .safeio import MiB, link_inside, read_bytes, read_text
+from .schema import METRICS_ROW, parse_json, validate
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 LOCK = ".lock"
+MAX_CONFIG_BYTES = 1 * MiB
+MAX_METRICS_BYTES = 4096 * MiB
 
 
 class RunDir:
@@ -23,63 +30,103 @@ class RunDir:
     # -- layout ---------------------------------------------------------------
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.inside("checkpoints")
 
     @property
     def samples(self) -> Path:
-        return self.path / "samples"
+        return self.inside("samples")
 
     @property
     def plots(self) -> Path:
-        return self.path / "plots"
+        return self.inside("plots")
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / METRICS
+        return self.inside(METRICS)
 
     def exists(self) -> bool:
         return (self.path / CONFIG).is_file()
 
+    def inside(self, name: str) -> Path:
+        """``RUN/name``, refused when it is (or lies under) a symbolic link: gentk never reads or
+        writes another folder's files through a link planted in a run."""
+        path = self.path / name
+        link = link_inside(self.path, path)
+        if link is not None:
+            raise RunDirError(f"{link} is a symbolic link; gentk does not follow links inside a run "
+                              "directory (remove it, or copy the run)")
+        return path
+
     # -- config ---------------------------------------------------------------
     def read_config(self) -> dict:
-        path = self.path / CONFIG
-        if not path.is_file():
+        path = self.inside(CONFIG)
+        if not path.exists():
             raise RunDirError(f"{self.path} is not a gentk run (no {CONFIG}); train one with `gentk train`")
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise RunDirError(f"{path} is not readable JSON: {exc}") from exc
-        if not isinstance(config, dict) or "model" not in config:
-            raise RunDirError(f"{path} is not a gentk run config")
-        return config
+        text = read_text(path, MAX_CONFIG_BYTES, RunDirError, "gentk run config")
+        return checked_config(parse_json(text, path, RunDirError, "gentk run config"), path, RunDirError)
 
     def write_config(self, config: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.path / CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(self.inside(CONFIG), json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     # -- metrics --------------------------------------------------------------
     def read_metrics(self) -> list[dict]:
-        if not self.metrics_path.is_file():
-            return []
-        rows = []
-        with open(self.metrics_path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    break  # a line cut short by a crash ends the readable part
-        return rows
+        return self.read_metrics_checked()[0]
 
-    def truncate_metrics(self, step: int) -> None:
-        """Keep only rows up to ``step`` (rows written after the checkpoint resumed from)."""
-        rows = [r for r in self.read_metrics() if r.get("step", 0) <= step]
-        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+    def read_metrics_checked(self) -> tuple[list[dict], list[tuple[int, str, bytes]]]:
+        """The valid rows, and the damaged lines as (line number, why, raw bytes): a damaged line
+        costs only itself, never the rows after it."""
+        path = self.inside(METRICS)
+        if not path.exists():
+            return [], []
+        data = read_bytes(path, MAX_METRICS_BYTES, RunDirError, "metrics log")
+        rows, damaged = [], []
+        for number, raw in enumerate(data.splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+                validate(row, METRICS_ROW, f"{path} line {number}", RunDirError)
+            except (UnicodeDecodeError, ValueError, RecursionError, RunDirError) as exc:
+                why = str(exc).rsplit(": ", 1)[-1] if isinstance(exc, RunDirError) else type(exc).__name__
+                damaged.append((number, why, raw))
+                continue
+            rows.append(row)
+        return rows, damaged
+
+    def truncate_metrics(self, step: int) -> list[str]:
+        """Keep only rows up to ``step`` (rows written after the checkpoint resumed from). Damaged
+        lines go to metrics.jsonl.damaged; returns a note for each."""
+        rows, damaged = self.read_metrics_checked()
+        notes = []
+        if damaged:
+            aside = self.inside(METRICS + ".damaged")
+            with open_append(aside) as fh:
+                fh.write(b"".join(raw + b"\n" for _, _, raw in damaged))
+            notes = [f"{self.metrics_path} line {n} was damaged ({why}); kept aside in {aside}"
+                     for n, why, _ in damaged]
+        kept = [r for r in rows if r["step"] <= step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        return notes
 
     # -- lock -----------------------------------------------------------------
     def lock(self) -> None:
         """Refuse a second process on the same run (the lock dies with its process)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.inside(LOCK)
+        flags = os.O_RDWR | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            try:
+                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:  # left by an earlier process: reuse it if it is a plain file
+                fd = os.open(path, flags | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RunDirError(f"{path} is a symbolic link; remove it (gentk never writes through a link)") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RunDirError(f"{path} is not a regular file; remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -94,3 +141,14 @@ class RunDir:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def open_append(path: Path):
+    """A file opened for appending, never through a symbolic link."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RunDirError(f"{path} is a symbolic link; gentk never writes through a link") from None
+        raise
+    return os.fdopen(fd, "ab")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import latest_intact, model_state, read_checkpoint
+from .checkpoint import check_model_tensors, latest_intact, model_state, read_checkpoint
 from .config import TrainConfig, resolve_device
 from .errors import CheckpointError, UsageError
 from .images import save_pngs
@@ -73,8 +73,10 @@ def load_run(run_dir, checkpoint: str | None = None, device: str = "cpu") -> Loa
     else:
         ckpt = read_checkpoint(run.checkpoints, checkpoint)
     model = registry.build_model(spec, config.options)
+    state = model_state(ckpt.tensors)
+    check_model_tensors(model, state, ckpt.name)
     try:
-        model.load_state_dict(model_state(ckpt.tensors))
+        model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {ckpt.name} does not fit model {config.model}: {exc}") from exc
     model.to(resolve_device(device)).eval()

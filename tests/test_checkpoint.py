@@ -12,7 +12,8 @@ from gentk.errors import CheckpointError
 
 
 def _save(folder, step, keep=3):
-    return save_checkpoint(folder, step, {"w": torch.full((3,), float(step))}, {"state": {}}, keep=keep)
+    return save_checkpoint(folder, step, {"w": torch.full((3,), float(step))},
+                           {"state": {"step": step, "epoch": 0, "beta": 1.0}}, keep=keep)
 
 
 def test_save_read_and_prune(tmp_path):

@@ -10,7 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 # Decompression bombs are refused by PIL above this many pixels; we go lower.
 MAX_PIXELS = 4096 * 4096
 
@@ -26,6 +26,20 @@ def list_images(folder: Path) -> tuple[list[Path], int]:
         else:
             skipped += 1
     return images, skipped
+
+
+def to_8bit(img, path: Path, mode: str) -> np.ndarray:
+    """uint8 pixels in ``mode`` ("L" or "RGB"). 16-bit images (and 32-bit integer ones, as Pillow
+    may open 16-bit files) are scaled by 1/257, 65535 -> 255, not clipped; float images are refused."""
+    if img.mode == "F":
+        raise DataError(f"{path} has floating-point pixels; save it as an 8- or 16-bit image")
+    if img.mode.startswith("I"):
+        wide = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16") or wide.max(initial=0) > 255:
+            wide = wide / 257.0
+        gray = np.clip(np.rint(wide), 0, 255).astype(np.uint8)
+        return gray if mode == "L" else np.repeat(gray[:, :, None], 3, axis=2)
+    return np.asarray(img.convert(mode), dtype=np.uint8)
 
 
 def read_images(paths: list[Path]) -> np.ndarray:
@@ -50,7 +64,7 @@ def read_images(paths: list[Path]) -> np.ndarray:
         (w0, h0), (w1, h1) = sorted(sizes)[:2]
         raise DataError(f"images have mixed sizes ({w0}x{h0}, {w1}x{h1}, ...); "
                         "resize them to one size first")
-    arrays = [np.asarray(img.convert(mode), dtype=np.uint8) for img in loaded]
+    arrays = [to_8bit(img, path, mode) for img, path in zip(loaded, paths)]
     stacked = np.stack(arrays)
     return stacked[:, None] if gray else stacked.transpose(0, 3, 1, 2).copy()
 

@@ -56,8 +56,12 @@ def _resolve_idx_dataset(name: str, cls_name: str, data_root: Path | None,
     for label, fetch in extra_sources:
         arrays = fetch()
         if arrays is not None:
-            save_arrays(cache, arrays)
-            return _dataset(name, arrays, f"{name}: {label}, cached in {cache}{note}")
+            try:  # the cache saves a fetch next time; an unwritable GENTK_HOME costs no more than that
+                save_arrays(cache, arrays)
+                where = f"cached in {cache}"
+            except OSError as exc:
+                where = f"not cached ({exc}; set GENTK_HOME to a writable folder)"
+            return _dataset(name, arrays, f"{name}: {label}, {where}{note}")
     raise DataError(f"{name} is not available offline: download it on a connected machine and "
                     f"put its idx files under DATA_ROOT/{cls_name}/raw, then pass --data-root DATA_ROOT")
 

@@ -6,8 +6,9 @@ training state, data position, precision scalers and config into the sidecar.
 
 from __future__ import annotations
 
-from ..checkpoint import (latest_intact, model_state, optimizer_from_tensors, optimizer_to_tensors, restore_rng,
-                          rng_tensors, save_checkpoint)
+from ..checkpoint import (check_model_tensors, check_optimizer_tensors, check_rng, latest_intact, model_state,
+                          optimizer_from_tensors, optimizer_to_tensors, restore_rng, rng_tensors, save_checkpoint)
+from ..schema import RESUMABLE, validate
 from ..errors import CheckpointError, RunDirError
 from ..version import __version__
 
@@ -50,11 +51,17 @@ class Checkpointer:
                 out[key.replace("rng/", f"rng/rank{rank}/", 1)] = value
         return out
 
-    def _restore_rng(self, tensors: dict) -> None:
+    def _my_rng(self, tensors: dict) -> dict:
+        """This rank's RNG tensors, named as a single process saves them."""
         if self.dist.enabled:
             prefix = f"rng/rank{self.dist.rank}/"
-            tensors = {k.replace(prefix, "rng/", 1): v for k, v in tensors.items() if k.startswith(prefix)}
-        restore_rng(tensors)
+            return {k.replace(prefix, "rng/", 1): v for k, v in tensors.items() if k.startswith(prefix)}
+        return {k: v for k, v in tensors.items() if k.startswith("rng/")}
+
+    def _truncate_metrics(self, step: int) -> None:
+        if self.dist.is_main:
+            for note in self.run.truncate_metrics(step):
+                self.console.print(f"[yellow]{note}[/yellow]", highlight=False)
 
     def restore(self, model, optimizers, state, stream, precision) -> None:
         """Load the newest intact checkpoint (every rank reads it: the run dir must be shared)."""
@@ -65,20 +72,38 @@ class Checkpointer:
             if notes:
                 raise CheckpointError(f"no intact checkpoint in {self.run.checkpoints} to resume from")
             self.console.print("[yellow]no checkpoint yet: starting the run from step 0[/yellow]")
-            if self.dist.is_main:
-                self.run.truncate_metrics(0)
+            self._truncate_metrics(0)
             return
+        validate(ckpt.meta, RESUMABLE, self.run.checkpoints / f"{ckpt.name}.json", CheckpointError)
+        missing = sorted(set(optimizers) - set(ckpt.meta["optimizers"]))
+        if missing:
+            raise CheckpointError(f"checkpoint {ckpt.name} has no optimizer state for phase {missing[0]!r}")
+        # Everything is checked before anything is loaded: a refused checkpoint changes nothing.
+        state_dict = model_state(ckpt.tensors)
+        check_model_tensors(model, state_dict, ckpt.name)
+        for name, opt in optimizers.items():
+            check_optimizer_tensors(f"optim/{name}", opt, ckpt.tensors, ckpt.meta["optimizers"][name], ckpt.name)
+        rng = self._my_rng(ckpt.tensors)
+        check_rng(rng, ckpt.name)
+        data = ckpt.meta["data"]
+        if data["cursor"] >= stream.batches_per_epoch:
+            raise CheckpointError(f"checkpoint {ckpt.name}: data position {data['cursor']} is past the "
+                                  f"{stream.batches_per_epoch} batches of an epoch of this dataset")
+        scalers = ckpt.meta.get("precision") or {}
+        for phase, scaler in scalers.items():
+            if not (isinstance(scaler, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                     for v in scaler.values())):
+                raise CheckpointError(f"checkpoint {ckpt.name}: the loss scaler of {phase!r} is not numbers")
         try:
-            model.load_state_dict(model_state(ckpt.tensors))
+            model.load_state_dict(state_dict)
             for name, opt in optimizers.items():
                 optimizer_from_tensors(f"optim/{name}", opt, ckpt.tensors, ckpt.meta["optimizers"][name])
-        except (KeyError, RuntimeError, ValueError) as exc:
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {ckpt.name} does not fit this model: {exc}") from exc
-        self._restore_rng(ckpt.tensors)
-        precision.load_state_dict(ckpt.meta.get("precision") or {})
+        restore_rng(rng)
+        precision.load_state_dict(scalers)
         state.load_json(ckpt.meta["state"])
-        stream.epoch, stream.cursor = ckpt.meta["data"]["epoch"], ckpt.meta["data"]["cursor"]
-        if self.dist.is_main:
-            self.run.truncate_metrics(state.step)
+        stream.epoch, stream.cursor = data["epoch"], data["cursor"]
+        self._truncate_metrics(state.step)
         self.last = state.step
         self.console.print(f"[dim]resumed from {ckpt.name} (epoch {state.epoch})[/dim]")

@@ -22,7 +22,7 @@ from ..checkpoint import list_checkpoints
 from ..config import CUDAGRAPH_MODES, TrainConfig, identity_differences, make_config, plugin_differences, resolve_device
 from ..data import BatchStream, DeviceImages, fit_images, load_dataset
 from ..distributed import Distributed
-from ..errors import ConfigMismatchError, PluginError, RunDirError, UsageError
+from ..errors import ConfigMismatchError, GentkError, PluginError, RunDirError, UsageError
 from ..images import save_grid
 from ..model import GenerativeModel, Phase
 from ..plugins import Registry, get_registry
@@ -128,6 +128,9 @@ class Trainer:
             subset = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:keep].sort().values
             train = train[subset]
             train_labels = train_labels[subset.numpy()] if train_labels is not None else None
+        if cfg.batch_size > len(train):
+            raise UsageError(f"--batch-size {cfg.batch_size} is more than the {len(train)} training images of "
+                             f"--data {cfg.data}; use at most --batch-size {len(train)}")
         test = fit_images(dataset.test, model.image_size, model.channels, model.fit)
         return (DeviceImages(train, device, model.value_range, _labels(train_labels), classes),
                 DeviceImages(test, device, model.value_range, _labels(dataset.test_labels), classes))
@@ -199,7 +202,10 @@ class Trainer:
     def _forget_unstarted_run(self, existed: bool) -> None:
         """A new run that failed before its first checkpoint has nothing to resume: remove what it
         wrote, so that the same command can simply be run again."""
-        if self.resume or not self.dist.is_main or list_checkpoints(self.run.checkpoints):
+        try:
+            if self.resume or not self.dist.is_main or list_checkpoints(self.run.checkpoints):
+                return
+        except GentkError:  # the run directory itself is in question: leave it as it is
             return
         if not existed:
             shutil.rmtree(self.run.path, ignore_errors=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import GentkError, RunDirError
+from ..runs import open_append
 
 
 class NonFiniteLoss(GentkError):
@@ -73,8 +74,8 @@ class MetricsLog:
         if not lines or not self.dist.is_main:
             return
         try:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write("\n".join(lines) + "\n")
+            with open_append(self.path) as fh:
+                fh.write(("\n".join(lines) + "\n").encode("utf-8"))
         except OSError as exc:
             raise RunDirError(f"could not append to {self.path}: {exc.strerror or exc}") from exc
 

@@ -17,7 +17,8 @@ from ..data import fit_images, load_dataset
 from ..data.cache import gentk_home
 from ..data.folder import read_images
 from ..errors import DataError, UsageError
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_text, probe_writable
+from ..runs import RunDir
 from ..images import to_uint8
 from ..distributed import SINGLE, Distributed
 from .inception import DIMS_CHOICES, FEATURE_DIMS, FeatureExtractor
@@ -117,6 +118,8 @@ def _classes(extract) -> dict:
 
 def fid_of_paths(paths: list[str], settings: FidSettings, save_to: str | None = None) -> dict:
     paths = [Path(p) for p in paths]
+    if save_to is not None and _is_main(settings):
+        probe_writable(Path(save_to).parent)
     need_net = any(not (p.suffix == ".npz" and not p.is_dir()) for p in paths)
     extract = _extractor(settings) if need_net else None
     results = [path_stats(p, extract, settings) for p in paths]
@@ -162,7 +165,11 @@ def reference_stats(images: torch.Tensor, name: str, extract, console: Console,
         return cached, str(path)
     stats = stats_from_features(extract(images, label=f"reference {name}"))
     if dist.is_main:
-        save_stats(path, stats)
+        try:  # a cache: an unwritable GENTK_HOME only means computing them again next time
+            save_stats(path, stats)
+        except OSError as exc:
+            console.print(f"[yellow]reference statistics not cached ({exc})[/yellow]", highlight=False)
+            return stats, "(not cached)"
     return stats, str(path)
 
 
@@ -226,6 +233,8 @@ def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10
     if num_samples < 2:
         raise UsageError(f"--num-samples must be at least 2 (got {num_samples})")
     started = time.perf_counter()
+    if _is_main(settings):  # fid.json goes into the run: find out now, not after minutes of scoring
+        probe_writable(RunDir(run_dir).path)
     extract = _extractor(settings)
     loaded = load_run(run_dir, checkpoint, device=str(extract.device))
     model, cfg = loaded.model, loaded.config

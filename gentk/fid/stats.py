@@ -14,8 +14,9 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 
 from ..errors import DataError, UsageError
 from ..fsutil import atomic_write_bytes
+from ..safeio import read_bytes
 
-MAX_NPZ_BYTES = 1 << 30
+MAX_NPZ_BYTES = 64 << 20  # 2048-d statistics take 33 MB
 
 
 @dataclass
@@ -68,25 +69,60 @@ def save_stats(path: Path, stats: Stats, extra: dict | None = None) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+#: The largest feature space gentk scores in (Inception's pool3): a bigger .npz is no FID statistics.
+MAX_DIMS = 2048
+#: A member of that size uncompressed: sigma is MAX_DIMS^2 float64 plus numpy's header.
+MAX_MEMBER_BYTES = MAX_DIMS * MAX_DIMS * 8 + (1 << 16)
+MEMBERS = ("mu.npy", "sigma.npy", "count.npy")
+
+
 def load_stats(path: Path) -> Stats:
-    """A pytorch-fid style .npz with ``mu`` and ``sigma``; never unpickles."""
+    """A pytorch-fid style .npz with ``mu`` and ``sigma``; never unpickles. Bounded: the file is
+    read as a regular file of at most MAX_NPZ_BYTES, each member's size is checked in the zip
+    directory before it is decompressed, and at most MAX_DIMS feature dimensions are accepted."""
+    path = Path(path)
+    data = read_bytes(path.resolve() if path.is_symlink() else path, MAX_NPZ_BYTES, DataError, ".npz of FID statistics")
     try:
-        if path.stat().st_size > MAX_NPZ_BYTES:
-            raise DataError(f"{path} is too large to be FID statistics")
-        with np.load(path, allow_pickle=False) as npz:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            sizes = {info.filename: info.file_size for info in archive.infolist()}
+            for name in MEMBERS:
+                if name not in sizes:
+                    continue
+                if sizes[name] > MAX_MEMBER_BYTES:
+                    raise DataError(f"{path}: {name} would decompress to {sizes[name]:,} bytes, more than "
+                                    f"{MAX_DIMS}-d statistics need")
+                with archive.open(name) as member:  # the .npy header says what np.load would allocate
+                    shape, dtype = npy_header(member)
+                if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > MAX_MEMBER_BYTES:
+                    raise DataError(f"{path}: {name} declares a {shape} array, more than {MAX_DIMS}-d statistics")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             if "mu" not in npz.files or "sigma" not in npz.files:
                 raise DataError(f"{path} has no 'mu' and 'sigma' arrays (pytorch-fid's statistics format)")
-            mu, sigma = np.asarray(npz["mu"], dtype=np.float64), np.asarray(npz["sigma"], dtype=np.float64)
-            count = int(npz["count"]) if "count" in npz.files and npz["count"].shape == () else None
+            raw_mu, raw_sigma = npz["mu"], npz["sigma"]
+            count = npz["count"] if "count" in npz.files else None
     except DataError:
         raise
-    except FileNotFoundError as exc:
-        raise DataError(f"{path} does not exist") from exc
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, TypeError, NotImplementedError,
             RuntimeError, OverflowError, MemoryError) as exc:
         raise DataError(f"{path} is not a readable .npz of FID statistics ({type(exc).__name__})") from exc
+    for name, array in (("mu", raw_mu), ("sigma", raw_sigma)):
+        if array.dtype.kind not in "fiu":
+            raise DataError(f"{path}: {name} is {array.dtype}; FID statistics are real numbers")
+    mu, sigma = raw_mu.astype(np.float64), raw_sigma.astype(np.float64)
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise DataError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not a mean and its covariance")
+    if not 1 <= mu.shape[0] <= MAX_DIMS:
+        raise DataError(f"{path}: {mu.shape[0]}-d statistics; gentk scores at most {MAX_DIMS} dimensions")
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise DataError(f"{path}: statistics contain NaN or infinite values")
-    return Stats(mu, sigma, count)
+    ok_count = count is not None and count.shape == () and count.dtype.kind in "iu" and count >= 0
+    return Stats(mu, sigma, int(count) if ok_count else None)
+
+
+def npy_header(stream) -> tuple[tuple, np.dtype]:
+    """Shape and dtype from a .npy header, read without reading (or allocating) the array."""
+    fmt = np.lib.format
+    version = fmt.read_magic(stream)
+    reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, _, dtype = reader(stream)
+    return tuple(shape), dtype

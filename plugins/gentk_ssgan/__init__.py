@@ -18,13 +18,13 @@ __all__ = ["SSGANModel", "SSGANOptions", "rotate_batch"]
 
 @dataclass
 class SSGANOptions:
-    noise_dim: int = option(128, "Size of the generator's input noise.")
-    alpha: float = option(0.25, "Weight of the discriminator's rotation loss.")
-    beta: float = option(0.25, "Weight of the generator's rotation loss.")
+    noise_dim: int = option(128, "Size of the generator's input noise.", min=1, max=4096)
+    alpha: float = option(0.25, "Weight of the discriminator's rotation loss.", min=0)
+    beta: float = option(0.25, "Weight of the generator's rotation loss.", min=0)
     d_rotation_on_fake: bool = option(True, "Also train the discriminator's rotation head on generated "
                                             "images (the seed does; the SSGAN paper does not).")
-    adam_beta1: float = option(0.9, "Adam beta1 for both networks.")
-    adam_beta2: float = option(0.99, "Adam beta2 for both networks.")
+    adam_beta1: float = option(0.9, "Adam beta1 for both networks.", min=0, below=1)
+    adam_beta2: float = option(0.99, "Adam beta2 for both networks.", min=0, below=1)
 
 
 def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

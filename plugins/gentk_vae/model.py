@@ -15,8 +15,8 @@ from .networks import Decoder, Encoder
 
 @dataclass
 class VAEOptions:
-    dim_z: int = option(10, "Size of the latent code.")
-    beta: float = option(1.0, "Constant weight of the KL term (1 is the plain VAE of the seed).")
+    dim_z: int = option(10, "Size of the latent code.", min=1, max=4096)
+    beta: float = option(1.0, "Constant weight of the KL term (1 is the plain VAE of the seed).", min=0)
 
 
 def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -15,14 +15,14 @@ __all__ = ["WGANModel", "WGANOptions", "clip_weights", "gradient_penalty"]
 
 @dataclass
 class WGANOptions:
-    noise_dim: int = option(64, "Size of the generator's input noise.")
-    n_critic: int = option(20, "Critic updates per generator update.")
+    noise_dim: int = option(64, "Size of the generator's input noise.", min=1, max=4096)
+    n_critic: int = option(20, "Critic updates per generator update.", min=1, max=1000)
     clip: float = option(0.005, "Clip critic weights to [-clip, clip] after each critic step "
-                                "(ignored with --gradient-penalty).")
+                                "(ignored with --gradient-penalty).", min=0)
     gradient_penalty: float = option(0.0, "WGAN-GP: weight of the gradient penalty (10 is standard, "
                                           "with --n-critic 5 as in the paper; 0 = the seed's clipping). "
-                                          "Uses Adam (0, 0.9) instead of RMSprop.")
-    ema: float = option(0.0, "Decay of an EMA of the generator used for samples (0 = off).")
+                                          "Uses Adam (0, 0.9) instead of RMSprop.", min=0)
+    ema: float = option(0.0, "Decay of an EMA of the generator used for samples (0 = off).", min=0, below=1)
 
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

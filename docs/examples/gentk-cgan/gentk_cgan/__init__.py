@@ -25,10 +25,10 @@ from gentk import Batch, GenerativeModel, ModelSpec, Phase, TrainDefaults, optio
 
 @dataclass
 class CGANOptions:
-    noise_dim: int = option(64, "Size of the generator's input noise.")
-    num_classes: int = option(10, "Classes the model can draw (the data's labels must lie in 0 .. N-1).")
-    embed_dim: int = option(16, "Size of the generator's class embedding.")
-    width: int = option(64, "Channels of the first discriminator layer (the generator mirrors it).")
+    noise_dim: int = option(64, "Size of the generator's input noise.", min=1, max=4096)
+    num_classes: int = option(10, "Classes the model can draw (the data's labels must lie in 0 .. N-1).", min=1, max=100_000)
+    embed_dim: int = option(16, "Size of the generator's class embedding.", min=1, max=4096)
+    width: int = option(64, "Channels of the first discriminator layer (the generator mirrors it).", min=1, max=1024)
 
 
 class Generator(nn.Module):
