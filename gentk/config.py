@@ -57,9 +57,9 @@ class TrainConfig:
     def validate(self) -> None:
         from .schema import validate
 
-        validate(self.to_dict(), config_schema(), "settings", UsageError)  # the types, before the ranges
-        if not 0 <= self.seed < MAX_SEED:
+        if isinstance(self.seed, int) and not 0 <= self.seed < MAX_SEED:
             raise UsageError(f"--seed must be in 0 .. {MAX_SEED - 1} (got {self.seed})")
+        validate(self.to_dict(), config_schema(), "settings", UsageError)  # the types, before the ranges
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "sample_every": self.sample_every,
                     "checkpoint_every": self.checkpoint_every, "keep_checkpoints": self.keep_checkpoints,
                     "log_every": self.log_every}

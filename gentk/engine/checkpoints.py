@@ -70,7 +70,9 @@ class Checkpointer:
             self.console.print(f"[yellow]{note}[/yellow]")
         if ckpt is None:
             if notes:
-                raise CheckpointError(f"no intact checkpoint in {self.run.checkpoints} to resume from")
+                newest = notes[0].removeprefix("skipped damaged checkpoint: ")
+                raise CheckpointError(f"no intact checkpoint in {self.run.checkpoints} to resume from "
+                                      f"(the newest: {newest})")
             self.console.print("[yellow]no checkpoint yet: starting the run from step 0[/yellow]")
             self._truncate_metrics(0)
             return

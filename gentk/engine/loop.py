@@ -92,12 +92,15 @@ class Trainer:
 
     def _prepare_run_dir(self) -> None:
         run = self.run
-        asked = self.config.to_dict()
         try:
             run.lock()
-            run.write_config(dict(asked, gentk_version=__version__, display=self._display()))
+            if not self.resume:  # a resumed run's config is rewritten once its checkpoint has loaded
+                self._write_config()
         except OSError as exc:
             raise RunDirError(f"cannot write the run directory {run.path}: {exc.strerror or exc}") from exc
+
+    def _write_config(self) -> None:
+        self.run.write_config(dict(self.config.to_dict(), gentk_version=__version__, display=self._display()))
 
     def _display(self) -> dict:
         """What `gentk report` and the progress bar show, as the model declares it (kept in
@@ -228,6 +231,7 @@ class Trainer:
         self.checkpoints = Checkpointer(self.run, dist, cfg, self.console)
         if self.resume:
             dist.call(lambda: self.checkpoints.restore(model, optimizers, state, stream, self.precision))
+            dist.call(self._write_config, main_only=True)  # (a refused resume changed nothing)
 
         noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(self.device)
         real = test.batch(torch.arange(min(32, len(test))))
