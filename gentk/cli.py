@@ -168,8 +168,9 @@ def plugins(as_json):
     """List loaded plugins (name, version, distribution, hooks, load errors) in load order, and per
     model which plugin each model hook asks first."""
     reg = _registry()
-    models = reg.models()  # registering models (and datasets) may record plugin errors
+    models = reg.models()  # registering models, datasets and commands may record plugin errors
     reg.datasets()
+    reg.add_commands(click.Group("gentk"), reserved=set(cli.commands))
     rows = []
     for name, info in reg.plugins.items():
         rows.append({"name": name, "version": info.version, "distribution": info.distribution,
@@ -179,6 +180,7 @@ def plugins(as_json):
         click.echo(json.dumps({"plugins": rows, "precedence": precedence}, indent=2))
         return
     table = Table("plugin", "version", "distribution", "hooks", "error", title="plugins, in load order")
+    table.columns[-1].overflow = "fold"  # an error is read whole, never cut at the terminal's width
     for r in rows:
         table.add_row(r["name"], r["version"] or "", r["distribution"] or "", ", ".join(r["hooks"]),
                       f"[red]{r['error']}[/red]" if r["error"] else "")

@@ -195,9 +195,10 @@ def plugin_differences(saved: list, now: list) -> list[str]:
     """What changed in the set of plugins acting on a run (by name)."""
     before = {p["name"]: p for p in saved or [] if isinstance(p, dict) and "name" in p}
     after = {p["name"]: p for p in now}
-    out = [f"plugin {n!r} ({_dist(before[n])}) acted on the run but is not loaded now"
-           for n in sorted(set(before) - set(after))]
-    out += [f"plugin {n!r} ({_dist(after[n])}) acts on the model now but did not when the run was trained"
+    out = [f"plugin {n!r} ({_dist(before[n])}) acted on the run but does not now (not loaded, or no "
+           "longer has a hook for this model)" for n in sorted(set(before) - set(after))]
+    out += [f"plugin {n!r} ({_dist(after[n])}) has hooks that would act on this run's model but did not "
+            "when it was trained (uninstall it, or have it declare GENTK_MODELS without this model)"
             for n in sorted(set(after) - set(before))]
     return out
 

@@ -25,7 +25,8 @@ def describe_model(registry: Registry, name: str) -> dict:
         "training_defaults": {"epochs": d.epochs, "batch_size": d.batch_size, "lr": d.lr,
                               "data_fraction": d.data_fraction},
         "presets": spec.presets,
-        "image": {"size": model.image_size, "channels": model.channels, "value_range": model.value_range},
-        "conditional": {"num_classes": model.num_classes} if model.conditional else None,
+        "image": {"size": model.image_size, "channels": model.channels, "value_range": model.value_range,
+                  "fit": model.fit},
+        "conditional": {"num_classes": model.num_classes} if model.conditional else False,
         "hooks": registry.precedence(name),
     }

@@ -14,8 +14,10 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 import pluggy
 
@@ -92,7 +94,8 @@ class Registry:
     def dataset(self, name: str):
         datasets = self.datasets()
         if name not in datasets:
-            raise UsageError(self._unknown("--data", name, datasets, ("folder:PATH",)))
+            usage = {(n if s.arg == "none" else f"{n}:{s.arg_help or 'ARG'}"): None for n, (s, _) in datasets.items()}
+            raise UsageError(self._unknown("--data", name, usage))
         return datasets[name]
 
     def _unknown(self, what: str, name: str, known: dict, extra=()) -> str:
@@ -175,6 +178,8 @@ class Registry:
         state = kwargs.get("state")
         results = []
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            if not self.acts_on(impl.plugin_name, model_name):
+                continue
             if impl.hookwrapper or getattr(impl, "wrapper", False):
                 raise PluginError(f"plugin {impl.plugin_name!r}: hook {hook} cannot be a wrapper")
             try:
@@ -206,13 +211,38 @@ class Registry:
         dist = f", distribution {info.distribution}" if info and info.distribution else ""
         return f"plugin {plugin!r}{dist}{via}"
 
+    @contextmanager
+    def model_code(self, model_name: str | None, what: str):
+        """Around a model's own methods that gentk calls directly (phases, noise, sample, grids):
+        an exception from them is one line naming the model's plugin."""
+        try:
+            yield
+        except GentkError:
+            raise
+        except Exception as exc:
+            plugin = self.models()[model_name][1] if model_name in self.models() else "unknown"
+            info = self.plugins.get(plugin)
+            dist = f", distribution {info.distribution}" if info and info.distribution else ""
+            hint = ""
+            if isinstance(exc, TypeError) and "labels" in str(exc):
+                hint = "; a model whose sample takes labels must set conditional = True and num_classes"
+            raise PluginError(f"plugin {plugin!r}{dist}: model {model_name!r} failed in {what}: "
+                              f"{type(exc).__name__}: {exc}{hint}") from exc
+
     # -- what acts on a model ---------------------------------------------------------
+    def acts_on(self, plugin_name: str, model_name: str | None) -> bool:
+        """Whether a plugin's model hooks are called for ``model_name``: always, unless the plugin
+        declares ``GENTK_MODELS`` (the model names it changes) without it."""
+        scope = getattr(self.pm.get_plugin(plugin_name), "GENTK_MODELS", None)
+        return scope is None or model_name is None or model_name in scope
+
     def acting_plugins(self, model_name: str) -> list[dict]:
         """The plugins whose code runs on ``model_name``'s runs: its own plugin, and every other
-        plugin implementing a model hook (they are called for every model). Recorded in config.json."""
+        plugin with a model hook that acts on it (see :meth:`acts_on`). Recorded in config.json."""
         names = {self.model_plugin(model_name)}
         for hook in hookspecs.MODEL_HOOKS:
-            names |= {impl.plugin_name for impl in getattr(self.pm.hook, hook).get_hookimpls()}
+            names |= {impl.plugin_name for impl in getattr(self.pm.hook, hook).get_hookimpls()
+                      if self.acts_on(impl.plugin_name, model_name)}
         names.discard(core_plugin.NAME)
         return [self.plugins.get(n, PluginInfo(n)).record() for n in sorted(names)]
 
@@ -224,6 +254,8 @@ class Registry:
         for hook in hookspecs.MODEL_HOOKS:
             order = []
             for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+                if not self.acts_on(impl.plugin_name, model_name):
+                    continue
                 if impl.plugin_name == core_plugin.NAME:
                     order.append(f"{own} (model class)" if hook != "build_model" else f"{own} (ModelSpec.model)")
                 else:
@@ -312,13 +344,39 @@ def _load_order(ep) -> tuple:
     return (dist_name != BUILTIN_DISTRIBUTION, dist_name, ep.name)
 
 
+def _located_in_cwd(dist) -> bool:
+    try:
+        return Path(dist.locate_file("")).resolve() == Path.cwd().resolve()
+    except (OSError, TypeError, ValueError, NotImplementedError):
+        return False
+
+
+def _installed_entry_points() -> list:
+    """The "gentk" entry points of installed distributions. Metadata lying in the current
+    directory (the .egg-info a `pip install .` leaves in a source checkout, which `python -m`
+    puts on sys.path) is not an installation: the installed copy is used if there is one, else
+    the plugin is not loaded, so `gentk` and `python -m gentk` load the same plugins."""
+    out = []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        if dist is None or not _located_in_cwd(dist):
+            out.append(ep)
+            continue
+        name = dist.metadata["Name"]
+        for other in metadata.distributions(name=name):
+            if not _located_in_cwd(other):
+                out += [e for e in other.entry_points if e.group == ENTRY_POINT_GROUP and e.name == ep.name]
+                break
+    return out
+
+
 def load_registry() -> Registry:
     pm = pluggy.PluginManager("gentk")
     pm.add_hookspecs(hookspecs)
     pm.register(core_plugin, name=core_plugin.NAME)
     registry = Registry(pm)
     allowed = _allowed()
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=_load_order):
+    for ep in sorted(_installed_entry_points(), key=_load_order):
         if allowed is not None and ep.name not in allowed:
             continue
         dist = getattr(ep, "dist", None)

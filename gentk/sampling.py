@@ -34,10 +34,11 @@ class LoadedRun:
         g = torch.Generator().manual_seed(seed)
         device = next(self.model.parameters()).device
         out = []
-        for start in range(0, n, batch_size):
-            noise = self.model.noise(min(batch_size, n - start), g).to(device)
-            part = labels[start:start + noise.shape[0]] if labels is not None else None
-            out.append(self.model.to_unit(self.model.generate(noise, part)).float().cpu())
+        with get_registry().model_code(self.config.model, "sample"):
+            for start in range(0, n, batch_size):
+                noise = self.model.noise(min(batch_size, n - start), g).to(device)
+                part = labels[start:start + noise.shape[0]] if labels is not None else None
+                out.append(self.model.to_unit(self.model.generate(noise, part)).float().cpu())
         return torch.cat(out) if out else torch.empty(0)
 
     def labels_for(self, n: int, labels) -> torch.Tensor | None:
@@ -45,7 +46,7 @@ class LoadedRun:
         model = self.model
         if not model.conditional:
             if labels is not None:
-                raise UsageError(f"model {self.config.model} is not conditional: it cannot sample a --label")
+                raise UsageError(f"model {self.config.model} is not conditional: it draws no class (--label, labels=)")
             return None
         if labels is None:
             return balanced_labels(n, model.num_classes)
@@ -56,7 +57,7 @@ class LoadedRun:
             raise UsageError(f"{labels.numel()} labels for {n} samples; give one label, or one per sample")
         bad = labels[(labels < 0) | (labels >= model.num_classes)]
         if bad.numel():
-            raise UsageError(f"--label {int(bad[0])} is not a class of model {self.config.model} "
+            raise UsageError(f"label {int(bad[0])} is not a class of model {self.config.model} "
                              f"(labels 0 to {model.num_classes - 1})")
         return labels
 

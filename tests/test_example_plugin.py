@@ -65,7 +65,7 @@ def test_installed_cgan_trains_samples_a_class_and_passes_its_tests(installed_cg
     assert len(list(out.glob("*.png"))) == 8
     bad = subprocess.run(python_gentk() + ["sample", str(run), "-n", "8", "--label", "4", "-o", str(tmp_path / "x")],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "--label 4 is not a class of model cgan (labels 0 to 3)" in bad.stderr
+    assert bad.returncode == 2 and "label 4 is not a class of model cgan (labels 0 to 3)" in bad.stderr
     assert not (tmp_path / "x").exists()
     info = json.loads(subprocess.run(python_gentk() + ["models", "cgan", "--json"], capture_output=True,
                                      text=True, check=True).stdout)

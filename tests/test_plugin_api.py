@@ -41,6 +41,7 @@ class Beta4:
         namespace: dict = {}
         exec(beta4_source(), namespace)  # noqa: S102 - our own documentation's code
         self.adjust_beta = namespace["adjust_beta"]
+        self.GENTK_MODELS = namespace["GENTK_MODELS"]
 
 
 # -- precedence: an installed override wins, whatever the entry-point order ---------------
@@ -59,7 +60,7 @@ def installed_beta4(tmp_path):
     try:
         yield root
     finally:
-        subprocess.run(pip + ["uninstall", "-y", "gentk-beta4"], check=True, capture_output=True)
+        subprocess.run(pip + ["uninstall", "-y", "gentk-beta4"], capture_output=True)  # (the test may have)
 
 
 def _betas(run: Path) -> list[float]:
@@ -88,8 +89,18 @@ def test_installed_override_wins_under_gentk_and_python_m_from_any_folder(instal
     refused = subprocess.run(python_gentk() + ["train", "vae", "--run-dir", str(tmp_path / "run0"), "--resume",
                                                "--max-steps", "12", "--no-progress"],
                              env=env, capture_output=True, text=True)
-    assert refused.returncode == 1 and "plugin 'beta4' (gentk-beta4 0.3.0) acted on the run but is not loaded" \
+    assert refused.returncode == 1 and "plugin 'beta4' (gentk-beta4 0.3.0) acted on the run but does not now" \
         in refused.stderr and "Traceback" not in refused.stderr
+    # Uninstalled for real: `python -m gentk` from the plugin's own folder, where `pip install .` left
+    # its .egg-info on sys.path, agrees with `gentk` and refuses too.
+    del env["GENTK_LOAD_PLUGINS"]
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["uninstall", "-y", "gentk-beta4"], check=True, capture_output=True)
+    for cmd in ([str(console_script)], python_gentk()):
+        refused = subprocess.run(cmd + ["train", "vae", "--run-dir", str(tmp_path / "run0"), "--resume",
+                                        "--max-steps", "12", "--no-progress"],
+                                 cwd=installed_beta4, env=env, capture_output=True, text=True)
+        assert refused.returncode == 1 and "plugin 'beta4'" in refused.stderr, (cmd, refused.stderr)
 
 
 # -- runs record their plugins ---------------------------------------------------------------
@@ -100,14 +111,14 @@ def test_resume_refused_after_adding_or_removing_a_plugin_that_acts(gentk_cli, t
         assert gentk_cli(*base, "--run-dir", tmp_path / "with").code == 0
     before = (tmp_path / "with" / "config.json").read_text()
     line = one_line_error(gentk_cli("train", "vae", "--run-dir", tmp_path / "with", "--resume", "--max-steps", "6"), 1)
-    assert "plugin 'beta4' (registered in-process) acted on the run but is not loaded now" in line
+    assert "plugin 'beta4' (registered in-process) acted on the run but does not now" in line
     assert (tmp_path / "with" / "config.json").read_text() == before  # a refused resume changes nothing
 
     assert gentk_cli(*base, "--run-dir", tmp_path / "without").code == 0
     with registered(Beta4(), "beta4"):
         line = one_line_error(gentk_cli("train", "vae", "--run-dir", tmp_path / "without", "--resume",
                                         "--max-steps", "6"), 1)
-        assert "plugin 'beta4' (registered in-process) acts on the model now but did not" in line
+        assert "plugin 'beta4' (registered in-process) has hooks that would act on this run's model" in line
         # With the same plugins the resume goes on.
         assert gentk_cli("train", "vae", "--run-dir", tmp_path / "with", "--resume", "--max-steps", "6",
                          "--no-progress").code == 0
@@ -122,9 +133,25 @@ def test_a_plugin_that_only_adds_a_model_does_not_act_on_other_models():
             register(gentk.ModelSpec("vae2", get_registry().spec("vae").options, gentk.TrainDefaults(1, 8, 1e-3),
                                      model=VAEModel))
 
+    class Everywhere:  # no GENTK_MODELS: called for, and recorded on, every model
+        @gentk.hookimpl
+        def on_step(self, model, phase, state, metrics):
+            pass
+
     with registered(OnlyAModel(), "vae2-plugin"), registered(Beta4(), "beta4"):
         assert [p["name"] for p in get_registry().acting_plugins("vae")] == ["beta4", "vae"]
-        assert [p["name"] for p in get_registry().acting_plugins("vae2")] == ["beta4", "vae2-plugin"]
+        assert [p["name"] for p in get_registry().acting_plugins("vae2")] == ["vae2-plugin"]  # GENTK_MODELS
+        assert get_registry().precedence("gan")["adjust_beta"] == ["gan (model class)"]
+        with registered(Everywhere(), "everywhere"):
+            assert [p["name"] for p in get_registry().acting_plugins("gan")] == ["everywhere", "gan"]
+
+
+def test_a_scoped_override_leaves_other_models_runs_resumable(gentk_cli, tmp_path, tiny_data):
+    base = ["train", "gan", "--max-steps", "2", "--data", tiny_data, "--run-dir", tmp_path / "g", *TINY_TRAIN]
+    assert gentk_cli(*base).code == 0
+    with registered(Beta4(), "beta4"):  # it changes vae only
+        assert gentk_cli("train", "gan", "--run-dir", tmp_path / "g", "--resume", "--max-steps", "4",
+                         "--no-progress").code == 0
 
 
 # -- mistakes are caught and named -------------------------------------------------------------
@@ -362,3 +389,24 @@ def test_every_train_setting_is_an_option_with_its_help_and_default(gentk_cli):
         assert " ".join(f.metadata["help"].split())[:30] in text, f.name
     assert "--batch-size INTEGER Images per batch (per process under torchrun). [default: 128]" in text
     assert set(MODEL_DEFAULT_FIELDS) == {"epochs", "batch_size", "lr", "data_fraction"}
+
+
+def test_a_models_sample_that_raises_is_one_line_with_a_hint(gentk_cli, tmp_path, tiny_data):
+    from gentk_gan import GANModel
+
+    class ForgotConditional(GANModel):  # samples with labels, but never said conditional = True
+        def sample(self, noise, labels):
+            return super().sample(noise)
+
+    class Plugin:
+        @gentk.hookimpl
+        def register_models(self, register):
+            spec = get_registry().spec("gan")
+            register(gentk.ModelSpec("forgetful", spec.options, spec.defaults, model=ForgotConditional))
+
+    with registered(Plugin(), "forgetful-plugin"):
+        line = last_line_error(gentk_cli("train", "forgetful", "--max-steps", "1", "--data", tiny_data,
+                                         "--run-dir", tmp_path / "r", *TINY_TRAIN), 1)
+    assert "plugin 'forgetful-plugin': model 'forgetful' failed in grids: TypeError" in line
+    assert "must set conditional = True and num_classes" in line
+    assert not (tmp_path / "r").exists()

@@ -149,10 +149,11 @@ class Trainer:
         model = model.to(self.device)
         model.train()
         self.dist.broadcast_module(model)  # one starting point on every rank, whatever the plugin's init does
-        phases: list[Phase] = model.phases(cfg.lr)
-        nets = model.networks()
-        self.params = {p.name: [q for net in p.networks for q in nets[net].parameters()] for p in phases}
-        optimizers = {p.name: p.optimizer(self.params[p.name]) for p in phases}
+        with self.registry.model_code(cfg.model, "phases"):
+            phases: list[Phase] = model.phases(cfg.lr)
+            nets = model.networks()
+            self.params = {p.name: [q for net in p.networks for q in nets[net].parameters()] for p in phases}
+            optimizers = {p.name: p.optimizer(self.params[p.name]) for p in phases}
         if cfg.compile:
             for net in nets.values():
                 net.compile(mode=cfg.compile_mode)  # in place: parameter names, checkpoints and hooks see the same modules
@@ -163,11 +164,12 @@ class Trainer:
         if not self.dist.is_main:
             return
         model.eval()
-        with preserved_rng(noise.device), torch.no_grad():
+        with preserved_rng(noise.device), torch.no_grad(), self.registry.model_code(self.config.model, "grids"):
             grids = model.grids(noise, real)
+            grids = {name: model.to_unit(images) for name, images in grids.items()}
         model.train()
         for name, images in grids.items():
-            save_grid(model.to_unit(images), self.run.samples / f"{name}-{step:08d}.png")
+            save_grid(images, self.run.samples / f"{name}-{step:08d}.png")
 
     def _evaluate(self, model, state, test: DeviceImages) -> None:
         if not self.dist.is_main:  # held-out metrics are rank 0's; others go on training
@@ -233,7 +235,8 @@ class Trainer:
             dist.call(lambda: self.checkpoints.restore(model, optimizers, state, stream, self.precision))
             dist.call(self._write_config, main_only=True)  # (a refused resume changed nothing)
 
-        noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(self.device)
+        with self.registry.model_code(cfg.model, "noise"):
+            noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(self.device)
         real = test.batch(torch.arange(min(32, len(test))))
         total = math.ceil(cfg.epochs * stream.batches_per_epoch / batches_per_step)
         if cfg.max_steps is not None:
