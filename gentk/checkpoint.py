@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +200,14 @@ def check_optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer, tenso
     groups = meta["param_groups"]
     if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
         raise CheckpointError(f"checkpoint {name}: {prefix} has other parameter groups than this model's optimizer")
+    for saved, live in zip(groups, optimizer.param_groups):
+        for key, want in live.items():
+            if key != "params" and not _same_kind(saved.get(key, _MISSING), want):
+                raise CheckpointError(f"checkpoint {name}: {prefix} setting {key!r} is {saved.get(key, 'missing')!r}, "
+                                      f"not like this optimizer's {want!r}")
+        unknown = sorted(set(saved) - set(live))
+        if unknown:
+            raise CheckpointError(f"checkpoint {name}: {prefix} has setting {unknown[0]!r}, which this optimizer lacks")
     head = prefix + "/"
     for key, value in tensors.items():
         if not key.startswith(head):
@@ -216,6 +225,25 @@ def check_optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer, tenso
         index, _, field = key.partition("/")
         if not index.isdigit() or int(index) >= len(params) or isinstance(value, (dict, list, str)):
             raise CheckpointError(f"checkpoint {name}: optimizer value {key!r} does not fit the optimizer")
+
+
+_MISSING = object()
+
+
+def _same_kind(saved, live) -> bool:
+    """A saved optimizer setting of the live one's kind: the kernels take them as they are."""
+    if saved is _MISSING:
+        return False
+    if live is None or isinstance(live, (bool, str)):
+        return type(saved) is type(live) or saved is live
+    if isinstance(live, (int, float)):
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved)
+    if isinstance(live, (tuple, list)):
+        return isinstance(saved, (tuple, list)) and len(saved) == len(live) and all(
+            _same_kind(a, b) for a, b in zip(saved, live))
+    if torch.is_tensor(live):  # a tensor lr (capturable optimizers) is saved as a number
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved)
+    return False
 
 
 def check_rng(tensors: dict, name: str) -> None:

@@ -30,15 +30,31 @@ class RunDir:
     # -- layout ---------------------------------------------------------------
     @property
     def checkpoints(self) -> Path:
-        return self.inside("checkpoints")
+        return self.folder("checkpoints")
 
     @property
     def samples(self) -> Path:
-        return self.inside("samples")
+        return self.folder("samples")
 
     @property
     def plots(self) -> Path:
-        return self.inside("plots")
+        return self.folder("plots")
+
+    def check_layout(self) -> None:
+        """Refuse, before anything is written, a run whose folders or files are links or the wrong kind."""
+        for name in ("checkpoints", "samples", "plots"):
+            self.folder(name)
+        for name in (CONFIG, METRICS, LOCK):
+            path = self.inside(name)
+            if path.exists() and not path.is_file():
+                raise RunDirError(f"{path} is not a regular file; move it away")
+
+    def folder(self, name: str) -> Path:
+        """A sub-folder of the run (made later if missing): never a link, never another kind of file."""
+        path = self.inside(name)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path} should be a folder but is not; move it away")
+        return path
 
     @property
     def metrics_path(self) -> Path:

@@ -77,6 +77,7 @@ class Trainer:
         run = self.run
         asked = self.config.to_dict()
         if self.resume:
+            run.check_layout()
             saved = run.read_config()
             diffs = identity_differences(saved, asked)
             if "plugins" in saved:  # runs from before gentk recorded plugins have nothing to compare
