@@ -90,8 +90,11 @@ def trial(model: str, data: str, steps: int, reference: dict, workdir: Path, rng
     kills, corrupt, cmd = 0, 0, train_cmd(model, run, data, steps)
     while True:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        done = max(latest_step(run), 0)
+        if kills < max_kills and done >= steps:  # killed after its last checkpoint: nothing left to cut
+            max_kills = kills
         if kills < max_kills:
-            target = rng.randrange(max(latest_step(run), 0), steps)
+            target = rng.randrange(done, steps)
             while proc.poll() is None and latest_step(run) < target:
                 time.sleep(0.005)
             time.sleep(rng.uniform(0, 0.05))
