@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .version import __version__
@@ -33,6 +35,10 @@ def _registry():
 
 #: `gentk train` options that are not TrainConfig fields (the rest come from TrainConfig's metadata).
 RUN_OPTIONS = [
+    ("--config", dict(type=click.Path(dir_okay=False), default=None, is_eager=True, expose_value=False,
+                      callback=lambda ctx, param, value: _read_config(ctx, value),
+                      help="Settings from a TOML file, or a run's config.json to repeat it: keys are the option "
+                           "names (batch_size, lr, ...); options given here override the file.")),
     ("--run-dir", dict(type=click.Path(), default=None, help="Where the run goes (default: runs/MODEL-DATE-TIME).")),
     ("--resume", dict(is_flag=True, default=False, help="Continue the run in --run-dir from its latest intact checkpoint.")),
     ("--nproc", dict(type=int, default=None,
@@ -42,13 +48,25 @@ RUN_OPTIONS = [
 ]
 
 
+def _read_config(ctx, value) -> None:
+    """--config: the file's settings become the command's defaults, so flags still win."""
+    if value is None:
+        return
+    from .config_file import read_config_file
+
+    settings = read_config_file(value, _registry().spec(ctx.command.name))
+    ctx.default_map = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}
+
+
 def _setting_option(f, hint, model_defaults: dict) -> click.Option:
     """A click option from a TrainConfig field: help, choices and default from the field itself."""
     from .options import click_type
 
     meta = f.metadata
-    default = model_defaults.get(f.name, f.default)
     flag = flag_name(f.name)
+    if hint is list:
+        return click.Option([flag, f.name], multiple=True, metavar="NAME", help=meta["help"])
+    default = model_defaults.get(f.name, f.default)
     if hint is bool:
         return click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=default, show_default=True, help=meta["help"])
     ctype = click.Choice(list(meta["choices"])) if meta.get("choices") else click_type(hint)
@@ -94,9 +112,10 @@ def _model_command(name: str) -> click.Command:
         from .engine import train
 
         ctx = click.get_current_context()
-        # Only what the user typed: the rest comes from the model's defaults, or on --resume the run's own.
-        explicit = {k: v for k, v in kwargs.items()
-                    if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
+        # Only what the user typed or --config set: the rest comes from the model's defaults, or on
+        # --resume the run's own.
+        explicit = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()
+                    if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
         run_dir = explicit.pop("run_dir", None)
         resume = explicit.pop("resume", False)
         progress = kwargs["progress"]
@@ -241,6 +260,32 @@ def models(model, as_json):
     out_console.print(opts)
 
 
+@cli.command()
+@click.argument("folder", type=click.Path(), default="runs")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def runs(folder, as_json):
+    """List the runs in FOLDER (default: runs/), newest first: model, steps done of planned, state
+    (running, finished, interrupted, crashed or failed), last checkpoint, wall time and FID."""
+    from .runlist import list_runs
+
+    rows = list_runs(folder)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("run", "model", "steps", "state", "checkpoint", "time", "FID")
+    colours = {"finished": "green", "running": "cyan", "interrupted": "yellow", "crashed": "red", "failed": "red"}
+    for r in rows:
+        steps = f"{r['steps'] if r['steps'] is not None else '-'} / {r['planned_steps'] or '?'}"
+        state = f"[{colours.get(r['state'], 'white')}]{r['state']}[/]"
+        wall = f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] is not None else "-"
+        fid = "  ".join(f"{k} {v:.2f}" for k, v in (r["fid"] or {}).items()) or "-"
+        table.add_row(Path(r["run"]).name, r["model"] or "?", steps, state, r["checkpoint"] or "-", wall, fid)
+    out_console.print(table)
+    for r in rows:
+        for note in r["notes"]:
+            err_console.print(f"[yellow]{Path(r['run']).name}: {escape(note)}[/yellow]", highlight=False)
+
+
 # -- sample -----------------------------------------------------------------------------
 
 @cli.command()
@@ -327,7 +372,7 @@ def fid(paths, num_samples, num_reference, checkpoint, seed, device, batch_size,
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for the job
         return
     for warning in result.get("warnings", []):
-        err_console.print(f"[yellow]warning: {warning}[/yellow]")
+        err_console.print(f"[yellow]warning: {escape(warning)}[/yellow]")
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -359,13 +404,13 @@ def report(run_dirs, as_json, plots):
     rows = [summarize(r) for r in run_dirs]  # a non-run fails here, before any plot is written
     for row in rows:
         for note in row["notes"]:
-            err_console.print(f"[yellow]warning: {note}[/yellow]", highlight=False)
+            err_console.print(f"[yellow]warning: {escape(note)}[/yellow]", highlight=False)
     if plots:
         for r in run_dirs:
             try:
                 write_plots(r)
             except GentkError as exc:  # a read-only run still gets its row in the table
-                err_console.print(f"[yellow]warning: plots of {r} not written: {exc}[/yellow]", highlight=False)
+                err_console.print(f"[yellow]warning: plots of {escape(str(r))} not written: {escape(str(exc))}[/yellow]", highlight=False)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -394,7 +439,7 @@ def main(argv=None):
     except GentkError as exc:
         if debug:
             raise
-        err_console.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]Error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         err_console.print("[red]Aborted.[/red]")
@@ -402,7 +447,7 @@ def main(argv=None):
     except click.ClickException as exc:
         if debug:
             raise
-        err_console.print(f"[red]Error:[/red] {exc.format_message()}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]Error:[/red] {escape(exc.format_message())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[red]Interrupted.[/red]")

@@ -14,6 +14,8 @@ def setting(default, help: str, choices: tuple | None = None, model_default: boo
     """A TrainConfig field that is also a `gentk train` option: its help and choices live here,
     and the CLI is generated from them. ``model_default``: each model's TrainDefaults sets it."""
     meta = {"help": help, "choices": choices, "model_default": model_default}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -48,6 +50,8 @@ class TrainConfig:
                                            "max-autotune searches kernels (slow to start).",
                                 choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
     sync_bn: bool = setting(False, "Batch-norm statistics over all GPUs of a torchrun job (CUDA only).")
+    logger: list = setting([], "Also log to NAME (repeatable): tensorboard (event files in RUN/tensorboard; "
+                               "pip install 'gentk[tensorboard]'), or a plugin's logger; metrics.jsonl is always written.")
     #: Processes training together (set from torchrun's WORLD_SIZE, not an option):
     #: each takes --batch-size images, so it is part of what a run trains.
     world_size: int = 1
@@ -224,6 +228,8 @@ def config_schema():
             return s.Num(finite=False)  # ranges (and finiteness) are TrainConfig.validate's
         if hint is str:
             return s.Str()
+        if hint is list:
+            return s.List(s.Str(max_len=200), max_len=100)
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if args and len(args) < len(typing.get_args(hint)):
             return s.Optional(of(args[0]))

@@ -24,6 +24,14 @@ def register_datasets(register):
         register(spec)
 
 
+@hookimpl
+def register_loggers(register):
+    from .loggers import BUILTIN_LOGGERS
+
+    for spec in BUILTIN_LOGGERS:
+        register(spec)
+
+
 @hookimpl(trylast=True)
 def build_model(options, spec):
     if spec is not None and spec.model is not None:

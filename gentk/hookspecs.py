@@ -35,6 +35,12 @@ def register_datasets(register):
 
 
 @hookspec
+def register_loggers(register):
+    """Call ``register(gentk.loggers.LoggerSpec(...))`` for each logger this plugin provides
+    (``gentk train ... --logger NAME``)."""
+
+
+@hookspec
 def register_commands(cli):
     """Add subcommands to the ``gentk`` click group: ``@cli.command()``."""
 

@@ -27,12 +27,18 @@ def png_bytes(image: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
-    """Images in [0, 1] as one PNG grid, written atomically."""
+def grid_image(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
+    """Images in [0, 1] as one C x H x W grid in [0, 1] on the CPU (as saved in samples/)."""
     images = images.detach().float().cpu()
     nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
-    grid = make_grid(images, nrow=nrow, padding=2, pad_value=1.0)
+    return make_grid(images, nrow=nrow, padding=2, pad_value=1.0)
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> torch.Tensor:
+    """Images in [0, 1] as one PNG grid, written atomically; returns the grid."""
+    grid = grid_image(images, nrow)
     atomic_write_bytes(path, png_bytes(to_uint8(grid)))
+    return grid
 
 
 def save_pngs(images: torch.Tensor, folder: Path, start: int = 0) -> list[Path]:

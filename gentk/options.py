@@ -26,6 +26,11 @@ def _fields(cls):
         yield f, hints[f.name]
 
 
+def option_fields(cls) -> list:
+    """(name, (field, type)) for each option of an options dataclass."""
+    return [(f.name, (f, typ)) for f, typ in _fields(cls)]
+
+
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 

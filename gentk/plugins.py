@@ -47,6 +47,7 @@ class Registry:
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     _models: dict[str, tuple[ModelSpec, str]] | None = None
     _datasets: dict | None = None
+    _loggers: dict | None = None
 
     # -- models and datasets --------------------------------------------------------
     def models(self) -> dict[str, tuple[ModelSpec, str]]:
@@ -62,6 +63,20 @@ class Registry:
         if self._datasets is None:
             self._datasets = self._collect("register_datasets", DatasetSpec)
         return self._datasets
+
+    def loggers(self) -> dict:
+        """Logger name -> (LoggerSpec, plugin name)."""
+        from .loggers import LoggerSpec
+
+        if self._loggers is None:
+            self._loggers = self._collect("register_loggers", LoggerSpec)
+        return self._loggers
+
+    def logger(self, name: str):
+        loggers = self.loggers()
+        if name not in loggers:
+            raise UsageError(self._unknown("--logger", name, loggers))
+        return loggers[name]
 
     def _collect(self, hook: str, kind: type) -> dict:
         found_all: dict = {}
@@ -420,6 +435,7 @@ def register_plugin(obj, name: str) -> None:
     registry.check_hook_names(name)
     registry._models = None
     registry._datasets = None
+    registry._loggers = None
 
 
 def unregister_plugin(name: str) -> None:
@@ -430,3 +446,4 @@ def unregister_plugin(name: str) -> None:
     registry.plugins.pop(name, None)
     registry._models = None
     registry._datasets = None
+    registry._loggers = None

@@ -200,3 +200,29 @@ def test_hook_register_commands(gentk_cli):
         assert "not gentk's fid" not in gentk_cli("fid", "--help").out
         rows = {r["name"]: r for r in json.loads(gentk_cli("plugins", "--json").out)["plugins"]}
         assert "command 'fid' is gentk's own; not replaced" in rows["greeter"]["error"]
+
+
+def test_hook_register_loggers(tmp_path, tiny_data):
+    import gentk
+    from gentk.loggers import Logger, LoggerSpec
+    from gentk.testing import registered
+
+    seen = []
+
+    class Memory(Logger):
+        def __init__(self, run_dir, config, resume_step):
+            seen.append(("open", resume_step))
+
+        def log_metrics(self, step, values, split):
+            seen.append((step, split, sorted(values)))
+
+    class Plugin:
+        @gentk.hookimpl
+        def register_loggers(self, register):
+            register(LoggerSpec("memory", Memory))
+
+    with registered(Plugin(), "memory-logger"):
+        train("vae", tmp_path / "r", max_steps=3, logger=["memory"], data=tiny_data, batch_size=8, device="cpu",
+              progress=False)
+    assert seen[0] == ("open", None)
+    assert seen[1] == (1, "train", ["beta", "kl", "loss", "recon"])

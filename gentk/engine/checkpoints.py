@@ -11,6 +11,7 @@ from ..checkpoint import (check_model_tensors, check_optimizer_tensors, check_rn
 from ..schema import RESUMABLE, validate
 from ..errors import CheckpointError, RunDirError
 from ..version import __version__
+from rich.markup import escape
 
 
 class Checkpointer:
@@ -61,13 +62,13 @@ class Checkpointer:
     def _truncate_metrics(self, step: int) -> None:
         if self.dist.is_main:
             for note in self.run.truncate_metrics(step):
-                self.console.print(f"[yellow]{note}[/yellow]", highlight=False)
+                self.console.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
 
     def restore(self, model, optimizers, state, stream, precision) -> None:
         """Load the newest intact checkpoint (every rank reads it: the run dir must be shared)."""
         ckpt, notes = latest_intact(self.run.checkpoints)
         for note in notes:
-            self.console.print(f"[yellow]{note}[/yellow]")
+            self.console.print(f"[yellow]{escape(note)}[/yellow]")
         if ckpt is None:
             if notes:
                 newest = notes[0].removeprefix("skipped damaged checkpoint: ")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from ..checkpoint import list_checkpoints
 from ..config import CUDAGRAPH_MODES, TrainConfig, identity_differences, make_config, plugin_differences, resolve_device
@@ -24,10 +25,12 @@ from ..data import BatchStream, DeviceImages, fit_images, load_dataset
 from ..distributed import Distributed
 from ..errors import ConfigMismatchError, GentkError, PluginError, RunDirError, UsageError
 from ..images import save_grid
+from ..loggers import LoggerSet
 from ..model import GenerativeModel, Phase
 from ..plugins import Registry, get_registry
 from ..precision import MixedPrecision
 from ..progress import TrainProgress
+from ..runlist import write_status
 from ..runs import LOCK, RunDir
 from ..state import TrainState
 from ..version import __version__
@@ -55,6 +58,8 @@ class Trainer:
         self.resume = resume
         self.spec = self.registry.spec(config.model)
         config.validate()
+        for name in config.logger:
+            self.registry.logger(name)  # an unknown --logger is refused before anything is loaded
         device = resolve_device(config.device)  # refuse a bad --device before touching the run dir
         self.dist, self.device = Distributed.from_env(device)
         config.world_size = self.dist.world
@@ -66,10 +71,13 @@ class Trainer:
             self.show_progress = False
         for name, info in sorted(self.registry.plugins.items()):
             if info.error:
-                self.console.print(f"[yellow]warning: plugin {name!r}: {info.error}[/yellow]", highlight=False)
+                self.console.print(f"[yellow]warning: plugin {name!r}: {escape(info.error)}[/yellow]", highlight=False)
         self.config = config
         self.run = RunDir(run_dir)
         self.metrics: MetricsLog | None = None
+        self.loggers = LoggerSet([])
+        self._planned: int | None = None  # steps the run will take, once the data is known
+        self._state: TrainState | None = None
 
     # -- set-up -----------------------------------------------------------------
     def _check_run_dir(self) -> None:
@@ -118,7 +126,7 @@ class Trainer:
         dataset = self.dist.call(lambda: load_dataset(cfg.data, cfg.data_root, self.registry), main_only=True)
         if dataset is None:
             dataset = load_dataset(cfg.data, cfg.data_root, self.registry)
-        self.console.print(f"[dim]data: {dataset.source}[/dim]")
+        self.console.print(f"[dim]data: {escape(dataset.source)}[/dim]")
         classes = dataset.num_classes
         if model.conditional and classes is None:
             raise UsageError(f"model {cfg.model} is conditional and needs labelled data; --data {cfg.data} has "
@@ -170,7 +178,7 @@ class Trainer:
             grids = {name: model.to_unit(images) for name, images in grids.items()}
         model.train()
         for name, images in grids.items():
-            save_grid(images, self.run.samples / f"{name}-{step:08d}.png")
+            self.loggers.log_images(step, name, save_grid(images, self.run.samples / f"{name}-{step:08d}.png"))
 
     def _evaluate(self, model, state, test: DeviceImages) -> None:
         if not self.dist.is_main:  # held-out metrics are rank 0's; others go on training
@@ -195,15 +203,61 @@ class Trainer:
         try:
             self.dist.call(self._prepare_run_dir, main_only=True)
             return self._train(self.model, self.phases, self.optimizers, *data)
-        except BaseException:
+        except BaseException as exc:
             self._forget_unstarted_run(existed)
+            self._ended(exc)
             raise
         finally:
+            self.loggers.close()
             if self.metrics is not None:
                 self.metrics.discard()
             if self.dist.is_main:
                 self.run.unlock()
             self.dist.close()
+
+    def _status(self, state: str, step: int, error: str | None = None) -> None:
+        """RUN/status.json, for `gentk runs` (rank 0; a run directory this session prepared)."""
+        if self.dist.is_main and self._planned is not None and self.run.path.is_dir():
+            write_status(self.run, state, step, self._planned, error)
+
+    def _ended(self, exc: BaseException) -> None:
+        step = self._state.step if self._state is not None else 0
+        try:
+            if isinstance(exc, TrainingInterrupted):
+                self._status("interrupted", step)
+            elif isinstance(exc, Exception):
+                self._status("failed", step, f"{type(exc).__name__}: {exc}"[:2000])
+        except OSError:  # the disk that failed the run may fail this too: the error that ended it wins
+            pass
+
+    def _open_loggers(self, resume_step: int | None) -> LoggerSet:
+        if not self.config.logger or not self.dist.is_main:
+            return LoggerSet([])
+        opened = []
+        try:
+            for name in dict.fromkeys(self.config.logger):
+                spec, plugin = self.registry.logger(name)
+                try:
+                    opened.append((name, spec.open(self.run.path, self.config.to_dict(), resume_step)))
+                except GentkError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(f"plugin {plugin!r} failed to open logger {name!r}: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            LoggerSet(opened).close()
+            raise
+        loggers = LoggerSet(opened)
+        cfg = self.config.to_dict()
+        options = {f"options.{k}": v for k, v in cfg.pop("options").items()}
+        loggers.log_hparams({**{k: v for k, v in cfg.items() if not isinstance(v, (list, dict))}, **options})
+        return loggers
+
+    def _log_rows(self, rows: list[dict]) -> None:
+        for row in rows:
+            values = {k: v for k, v in row.items() if k not in ("step", "epoch", "split")
+                      and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self.loggers.log_metrics(row["step"], values, row.get("split", "train"))
 
     def _forget_unstarted_run(self, existed: bool) -> None:
         """A new run that failed before its first checkpoint has nothing to resume: remove what it
@@ -229,12 +283,15 @@ class Trainer:
         state = TrainState(cfg.batch_size, self.device, reduce=dist.mean,
                            adjust=lambda kl: self.registry.model_hook("adjust_beta", model, state=state, kl=kl))
         stream = BatchStream(len(train), cfg.batch_size, cfg.seed, rank=dist.rank, world=dist.world)
+        self._state = state
         batches_per_step = sum(p.repeat for p in phases if p.uses_data) or 1
-        self.metrics = MetricsLog(self.run.metrics_path, dist, cfg.batch_size * batches_per_step * dist.world)
+        self.metrics = MetricsLog(self.run.metrics_path, dist, cfg.batch_size * batches_per_step * dist.world,
+                                  on_rows=self._log_rows)
         self.checkpoints = Checkpointer(self.run, dist, cfg, self.console)
         if self.resume:
             dist.call(lambda: self.checkpoints.restore(model, optimizers, state, stream, self.precision))
             dist.call(self._write_config, main_only=True)  # (a refused resume changed nothing)
+        self.loggers = self._open_loggers(state.step if self.resume else None)
 
         with self.registry.model_code(cfg.model, "noise"):
             noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(self.device)
@@ -242,6 +299,8 @@ class Trainer:
         total = math.ceil(cfg.epochs * stream.batches_per_epoch / batches_per_step)
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
+        self._planned = total
+        self._status("running", state.step)
         if state.step == 0:
             self._save_grids(model, 0, noise, real)
 
@@ -284,6 +343,7 @@ class Trainer:
             self._save_grids(model, state.step, noise, real)
         if dist.is_main:
             self._plot()
+        self._status("finished", state.step)
         return {"steps": state.step, "epoch": state.epoch, "wall_time_s": round(state.elapsed, 3),
                 "run_dir": str(self.run.path), "last": self.metrics.last, "rank": dist.rank,
                 "world_size": dist.world}
@@ -291,6 +351,7 @@ class Trainer:
     def _checkpoint(self, model, optimizers, state, stream) -> None:
         self.metrics.flush(self.checkpoints.last)
         self.checkpoints.save(model, optimizers, state, stream, self.precision)
+        self._status("running", state.step)
 
     def _plot(self) -> None:
         """Figures are a convenience: a plotting failure is reported, never fatal."""

@@ -25,8 +25,9 @@ class MetricsLog:
     so over a run the windows add up.
     """
 
-    def __init__(self, path: Path, dist, images_per_step: int):
+    def __init__(self, path: Path, dist, images_per_step: int, on_rows=None):
         self.path = path
+        self.on_rows = on_rows  # called with the rows just written (rank 0): the run's loggers
         self.dist = dist
         self.images_per_step = images_per_step
         self.last: dict = {}  # the newest row written
@@ -56,21 +57,22 @@ class MetricsLog:
         else:
             host = iter(())
         pending, self._pending = self._pending, []
-        lines = []
+        lines, records = [], []
         for step, epoch, vals in pending:
             record = {"step": step, "epoch": epoch}
             record.update({k: (next(host) if torch.is_tensor(v) else v) for k, v in vals.items()})
             for key, value in record.items():
                 if isinstance(value, float) and not math.isfinite(value) and key.endswith("loss"):
-                    self._write(lines)
+                    self._write(lines, records)
                     raise NonFiniteLoss(f"step {step}, phase {self.phase_of.get(key, '?')!r}: {key} is {value}; "
                                         f"stopped. The last checkpoint (step {last_checkpoint}) is intact; "
                                         "lower --lr, or pass --on-nan skip to skip such steps")
             lines.append(json.dumps(record))
+            records.append(record)
             self.last = record
-        self._write(lines)
+        self._write(lines, records)
 
-    def _write(self, lines: list[str]) -> None:
+    def _write(self, lines: list[str], records: list[dict]) -> None:
         if not lines or not self.dist.is_main:
             return
         try:
@@ -78,6 +80,8 @@ class MetricsLog:
                 fh.write(("\n".join(lines) + "\n").encode("utf-8"))
         except OSError as exc:
             raise RunDirError(f"could not append to {self.path}: {exc.strerror or exc}") from exc
+        if self.on_rows is not None:
+            self.on_rows(records)
 
     def _mark_throughput(self) -> None:
         training = [(step, vals) for step, _, vals in self._pending if "split" not in vals]

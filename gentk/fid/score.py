@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from ..version import __version__
 from ..config import TrainConfig, resolve_device
@@ -99,7 +100,7 @@ def path_stats(path: Path, extract: FeatureExtractor | None, settings: FidSettin
     if images.shape[0] < 2:
         raise UsageError(f"FID needs at least 2 images; {path} has {images.shape[0]}")
     if skipped:
-        settings.console.print(f"[yellow]{path}: skipped {skipped} non-image file(s)[/yellow]")
+        settings.console.print(f"[yellow]{escape(str(path))}: skipped {skipped} non-image file(s)[/yellow]")
     stats = stats_from_features(extract(images, label=path.name or str(path)))
     info = {"path": str(path), "kind": "folder", "count": stats.count, "skipped": skipped}
     info.update(_classes(extract))
@@ -159,7 +160,7 @@ def reference_stats(images: torch.Tensor, name: str, extract, console: Console,
         try:
             cached = load_stats(path)
         except DataError:
-            console.print(f"[yellow]cached reference statistics {path} are damaged; computing them again[/yellow]")
+            console.print(f"[yellow]cached reference statistics {escape(str(path))} are damaged; computing them again[/yellow]")
     # Under torchrun the ranks extract together, so they must agree whether to.
     if not dist.any(cached is None):
         return cached, str(path)
@@ -168,7 +169,7 @@ def reference_stats(images: torch.Tensor, name: str, extract, console: Console,
         try:  # a cache: an unwritable GENTK_HOME only means computing them again next time
             save_stats(path, stats)
         except OSError as exc:
-            console.print(f"[yellow]reference statistics not cached ({exc})[/yellow]", highlight=False)
+            console.print(f"[yellow]reference statistics not cached ({escape(str(exc))})[/yellow]", highlight=False)
             return stats, "(not cached)"
     return stats, str(path)
 
