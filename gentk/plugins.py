@@ -48,6 +48,8 @@ class Registry:
     _models: dict[str, tuple[ModelSpec, str]] | None = None
     _datasets: dict | None = None
     _loggers: dict | None = None
+    #: (hook, name) -> the plugin whose entry a later-loaded plugin replaced.
+    replaced: dict = field(default_factory=dict)
 
     # -- models and datasets --------------------------------------------------------
     def models(self) -> dict[str, tuple[ModelSpec, str]]:
@@ -94,6 +96,8 @@ class Registry:
                     self._record_error(impl.plugin_name, f"{hook} registered a {type(item).__name__}, "
                                                          f"not a gentk.{kind.__name__}")
                     continue
+                if item.name in found_all and found_all[item.name][1] != impl.plugin_name:
+                    self.replaced[(hook, item.name)] = found_all[item.name][1]
                 found_all[item.name] = (item, impl.plugin_name)
         return found_all
 

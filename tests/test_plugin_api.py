@@ -116,8 +116,8 @@ def test_resume_refused_after_adding_or_removing_a_plugin_that_acts(gentk_cli, t
 
     assert gentk_cli(*base, "--run-dir", tmp_path / "without").code == 0
     with registered(Beta4(), "beta4"):
-        line = one_line_error(gentk_cli("train", "vae", "--run-dir", tmp_path / "without", "--resume",
-                                        "--max-steps", "6"), 1)
+        line = last_line_error(gentk_cli("train", "vae", "--run-dir", tmp_path / "without", "--resume",
+                                         "--max-steps", "6"), 1)  # after "plugins acting on vae: beta4"
         assert "plugin 'beta4' (registered in-process) has hooks that would act on this run's model" in line
         # With the same plugins the resume goes on.
         assert gentk_cli("train", "vae", "--run-dir", tmp_path / "with", "--resume", "--max-steps", "6",
@@ -266,8 +266,8 @@ def _wrong_range(spec, options):
 ])
 def test_build_model_mistakes_are_named(make, expected, gentk_cli, tmp_path, tiny_data):
     with registered(_BadBuilder(make), "builder"):
-        line = one_line_error(gentk_cli("train", "vae", "--max-steps", "1", "--data", tiny_data,
-                                        "--run-dir", tmp_path / "r", *TINY_TRAIN), 1)
+        line = last_line_error(gentk_cli("train", "vae", "--max-steps", "1", "--data", tiny_data,
+                                         "--run-dir", tmp_path / "r", *TINY_TRAIN), 1)
     assert "plugin 'builder'" in line and expected in line
     assert not (tmp_path / "r").exists()  # refused before the run directory was made
 

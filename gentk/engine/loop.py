@@ -69,6 +69,15 @@ class Trainer:
         if not self.dist.is_main:
             self.console.quiet = True  # rank 0 speaks for the job
             self.show_progress = False
+        own = self.registry.model_plugin(config.model)
+        replaced = self.registry.replaced.get(("register_models", config.model))
+        if replaced:
+            self.console.print(f"[dim]model {config.model!r} is plugin {own!r}'s, which replaces plugin "
+                               f"{replaced!r}'s[/dim]", highlight=False)
+        others = [p["name"] for p in config.plugins if p["name"] != own]
+        if others:  # say who else changes this model: a flag it overrides would otherwise look ignored
+            self.console.print(f"[dim]plugins acting on {config.model}: {', '.join(others)} (gentk plugins)[/dim]",
+                               highlight=False)
         for name, info in sorted(self.registry.plugins.items()):
             if info.error:
                 self.console.print(f"[yellow]warning: plugin {name!r}: {escape(info.error)}[/yellow]", highlight=False)
