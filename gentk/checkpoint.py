@@ -111,7 +111,7 @@ def save_checkpoint(folder: Path, step: int, tensors: dict[str, torch.Tensor], m
     atomic_write_bytes(folder / f"{name}.safetensors", payload)
     atomic_write_text(folder / f"{name}.json", text)
     atomic_write_text(folder / "latest", name + "\n")
-    prune(folder, keep)
+    prune(folder, keep, written=name)
     return folder / f"{name}.safetensors"
 
 
@@ -123,8 +123,20 @@ def list_checkpoints(folder: Path) -> list[str]:
     return sorted(names, key=lambda n: int(_NAME.match(n).group(1)), reverse=True)
 
 
-def prune(folder: Path, keep: int) -> None:
-    for name in list_checkpoints(folder)[max(keep, 1):]:
+def prune(folder: Path, keep: int, written: str | None = None) -> None:
+    """Delete all but the ``keep`` newest checkpoints whose sidecar is valid. A sidecar that is
+    not (junk, however high its number) is never counted, so it cannot push out good ones, and
+    never deleted: it is the user's to look at. ``written`` (just saved) is always kept."""
+    valid = []
+    for name in list_checkpoints(folder):
+        try:
+            read_sidecar(folder / f"{name}.json")
+        except CheckpointError:
+            continue
+        valid.append(name)
+    for name in valid[max(keep, 1):]:
+        if name == written:
+            continue
         for suffix in (".json", ".safetensors"):
             (folder / f"{name}{suffix}").unlink(missing_ok=True)
 
@@ -213,7 +225,7 @@ def check_optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer, tenso
         if not key.startswith(head):
             continue
         index, _, field = key[len(head):].partition("/")
-        if not index.isdigit() or int(index) >= len(params) or not field:
+        if not (index.isascii() and index.isdigit()) or int(index) >= len(params) or not field:
             raise CheckpointError(f"checkpoint {name}: {key} names no parameter of the optimizer")
         param = params[int(index)]
         if value.dim() and (value.shape != param.shape or not value.dtype.is_floating_point):
@@ -223,7 +235,7 @@ def check_optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer, tenso
             raise CheckpointError(f"checkpoint {name}: {key} is a complex number")
     for key, value in meta["scalars"].items():
         index, _, field = key.partition("/")
-        if not index.isdigit() or int(index) >= len(params) or isinstance(value, (dict, list, str)):
+        if not (index.isascii() and index.isdigit()) or int(index) >= len(params) or isinstance(value, (dict, list, str)):
             raise CheckpointError(f"checkpoint {name}: optimizer value {key!r} does not fit the optimizer")
 
 
@@ -231,13 +243,14 @@ _MISSING = object()
 
 
 def _same_kind(saved, live) -> bool:
-    """A saved optimizer setting of the live one's kind: the kernels take them as they are."""
+    """A saved optimizer setting the live optimizer can take: the same switches (amsgrad, fused,
+    maximize, ...: the kernels and their state depend on them) and finite, non-negative numbers."""
     if saved is _MISSING:
         return False
     if live is None or isinstance(live, (bool, str)):
-        return type(saved) is type(live) or saved is live
+        return type(saved) is type(live) and saved == live
     if isinstance(live, (int, float)):
-        return isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved)
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved) and saved >= 0
     if isinstance(live, (tuple, list)):
         return isinstance(saved, (tuple, list)) and len(saved) == len(live) and all(
             _same_kind(a, b) for a, b in zip(saved, live))
@@ -253,6 +266,8 @@ def check_rng(tensors: dict, name: str) -> None:
     for key, value in tensors.items():
         if not key.startswith("rng/"):
             continue
+        if key != "rng/cpu" and not re.fullmatch(r"rng/cuda/[0-9]{1,4}", key):
+            raise CheckpointError(f"checkpoint {name}: {key} is not an RNG state gentk saves")
         want = sizes.get(key) if key == "rng/cpu" else None
         if value.dtype != torch.uint8 or value.dim() != 1 or (want is not None and value.numel() != want):
             raise CheckpointError(f"checkpoint {name}: {key} is not an RNG state ({value.dtype} {tuple(value.shape)})")

@@ -351,6 +351,20 @@ def fid(paths, num_samples, num_reference, checkpoint, seed, device, batch_size,
                  if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)]
         if given:
             raise click.UsageError(f"{', '.join(given)} apply to Inception features, not --features {features}")
+    from .config import check_seed
+
+    if batch_size is not None and batch_size < 1:
+        raise click.UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+    if num_reference is not None and num_reference < 2:
+        raise click.UsageError(f"--num-reference must be at least 2 (got {num_reference})")
+    check_seed(seed)
+    ctx = click.get_current_context()
+    is_run = len(paths) == 1 and (Path(paths[0]) / "config.json").is_file()
+    if not is_run:
+        run_only = [f"--{n.replace('_', '-')}" for n in ("num_samples", "num_reference", "checkpoint", "seed")
+                    if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)]
+        if run_only:
+            raise click.UsageError(f"{', '.join(run_only)} apply to a run (RUN_DIR), not to folders or .npz files")
     settings = FidSettings(device=device, batch_size=batch_size, precision=precision, weights=weights,
                            dims=int(dims), features=features, progress=progress, console=err_console)
     try:
@@ -369,7 +383,9 @@ def fid(paths, num_samples, num_reference, checkpoint, seed, device, batch_size,
                 f"{w['source']} weights sha256 {w['sha256'][:12]}{extra}) -> {result['path']}")
     else:
         line = f"saved statistics to {save_stats}" if save_stats else f"FID: {result['fid']:.6f}"
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for the job
+    from .distributed import env_int
+
+    if env_int("RANK", 0) != 0:  # under torchrun, rank 0 reports for the job
         return
     for warning in result.get("warnings", []):
         err_console.print(f"[yellow]warning: {escape(warning)}[/yellow]")
@@ -452,4 +468,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         err_console.print("[red]Interrupted.[/red]")
         sys.exit(130)
+    except OSError as exc:  # a file-system error no check anticipated (a name too long, ...): still one line
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"[red]Error:[/red] {escape(where + (exc.strerror or str(exc)))}", highlight=False,
+                          soft_wrap=True)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)

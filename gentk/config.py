@@ -61,8 +61,8 @@ class TrainConfig:
     def validate(self) -> None:
         from .schema import validate
 
-        if isinstance(self.seed, int) and not 0 <= self.seed < MAX_SEED:
-            raise UsageError(f"--seed must be in 0 .. {MAX_SEED - 1} (got {self.seed})")
+        if isinstance(self.seed, int):
+            check_seed(self.seed)
         validate(self.to_dict(), config_schema(), "settings", UsageError)  # the types, before the ranges
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "sample_every": self.sample_every,
                     "checkpoint_every": self.checkpoint_every, "keep_checkpoints": self.keep_checkpoints,
@@ -100,8 +100,15 @@ class TrainConfig:
 
 
 
+#: A figure's name is the stem of its file in plots/: nothing that could leave the folder.
+FIGURE_NAME = r"[A-Za-z0-9_-]{1,64}"
 #: Seeds are multiplied by about 1e6 to seed each epoch's order and each rank: keep them where that stays exact.
 MAX_SEED = 1 << 32
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed < MAX_SEED:
+        raise UsageError(f"--seed must be in 0 .. {MAX_SEED - 1} (got {seed})")
 
 
 def _choices(name: str) -> tuple:
@@ -242,7 +249,7 @@ def config_schema():
                                        optional={"distribution": s.Optional(s.Str()), "version": s.Optional(s.Str())}),
                                  max_len=1000)
     optional["display"] = s.Obj(optional={"phases": s.List(s.Str()), "progress": s.List(s.Str()),
-                                          "figures": s.Map(s.List(s.List(s.Str())))})
+                                          "figures": s.Map(s.List(s.List(s.Str())), keys=FIGURE_NAME)})
     return s.Obj(required={"model": s.Str(max_len=200), "options": s.Map(s.Scalar(), max_len=1000)},
                  optional=optional)
 

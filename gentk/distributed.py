@@ -28,8 +28,25 @@ class RankFailed(GentkError):
     """Another rank hit an error (it printed the message); this one stops too."""
 
 
+def env_int(name: str, default: int | None = None) -> int:
+    """An integer torchrun variable; a missing or malformed one is one line, not a traceback."""
+    raw = os.environ.get(name)
+    if raw is None:
+        if default is None:
+            raise UsageError(f"{name} is not set, but WORLD_SIZE is: start several processes with torchrun "
+                             "or gentk train --nproc N, or unset WORLD_SIZE")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not an integer (torchrun sets it; unset it to run one process)") from None
+    if value < 0:
+        raise UsageError(f"{name}={value} is negative")
+    return value
+
+
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return env_int("WORLD_SIZE", 1) > 1
 
 
 class Distributed:
@@ -54,8 +71,10 @@ class Distributed:
         """Join the process group torchrun set up (NCCL on CUDA, gloo otherwise); pick this rank's device."""
         if not launched_by_torchrun():
             return cls(), device
-        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        local = int(os.environ.get("LOCAL_RANK", "0"))
+        rank, world = env_int("RANK"), env_int("WORLD_SIZE")
+        local = env_int("LOCAL_RANK", 0)
+        if rank >= world:
+            raise UsageError(f"RANK={rank} is not below WORLD_SIZE={world}")
         if device.type == "cuda":
             if local >= torch.cuda.device_count():
                 raise UsageError(f"local rank {local} has no GPU: this machine has {torch.cuda.device_count()}; "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -150,6 +151,12 @@ class Registry:
                               f"use one of {', '.join(VALUE_RANGES)}")
         if model.fit not in FITS:
             raise PluginError(f"{who}: model {spec.name!r} has fit {model.fit!r}; use one of {', '.join(FITS)}")
+        from .config import FIGURE_NAME
+
+        bad = [n for n in model.figures if not (isinstance(n, str) and re.fullmatch(FIGURE_NAME, n))]
+        if bad:
+            raise PluginError(f"{who}: model {spec.name!r} declares figure {bad[0]!r}; figure names are "
+                              f"file names of the form {FIGURE_NAME}")
         if model.conditional and not (isinstance(model.num_classes, int) and model.num_classes >= 1):
             raise PluginError(f"{who}: conditional model {spec.name!r} must set num_classes to a positive int "
                               f"(got {model.num_classes!r})")
@@ -411,6 +418,11 @@ def load_registry() -> Registry:
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop the CLI
             info.error = f"{type(exc).__name__}: {exc}"
     registry.check_hook_names()
+    if allowed:
+        unknown = sorted(allowed - set(registry.plugins))
+        if unknown:
+            registry._record_error(core_plugin.NAME, f"GENTK_LOAD_PLUGINS names {', '.join(unknown)}, which no "
+                                                     "installed plugin is called (see `gentk plugins`)")
     return registry
 
 

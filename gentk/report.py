@@ -12,7 +12,7 @@ from .checkpoint import latest_intact, list_checkpoints, read_sidecar
 from .errors import RunDirError
 from .fsutil import atomic_write_bytes
 from .runs import RunDir
-from .safeio import MiB, read_text
+from .safeio import MiB, read_bytes, read_text
 from .schema import FID_RESULT, parse_json, validate
 
 MAX_FID_BYTES = 1 * MiB
@@ -40,12 +40,16 @@ def metric_keys(rows: list[dict], phases: list[str]) -> list[str]:
     return sorted(keys, key=lambda k: rank.get(next((p for p in phases if k.startswith(p + "_")), None), len(phases)))
 
 
+def is_number(value) -> bool:
+    """A value a plot or a table can show (rows may hold strings a plugin logged)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def headline_keys(config: dict, row: dict) -> list[str]:
     """What a model declares worth showing (progress bar, report table); each phase's loss otherwise."""
     declared = (config.get("display") or {}).get("progress")
-    if declared:
-        return [k for k in declared if k in row]
-    return [k for k in row if k == "loss" or k.endswith("_loss")]
+    keys = [k for k in declared if k in row] if declared else [k for k in row if k == "loss" or k.endswith("_loss")]
+    return [k for k in keys if is_number(row[k])]
 
 
 def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -59,7 +63,7 @@ def epoch_means(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
     sums, counts, last = defaultdict(float), defaultdict(int), {}
     for r in rows:
         value = r.get(key)
-        if isinstance(value, (int, float)) and math.isfinite(value):
+        if is_number(value) and math.isfinite(value):
             sums[r["epoch"]] += value
             counts[r["epoch"]] += 1
             last[r["epoch"]] = r["step"]
@@ -90,12 +94,13 @@ def plot_losses(rows: list[dict], title: str, phases: list[str]):
     nrows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
-        steps = [r["step"] for r in train if key in r]
-        ax.plot(steps, [r[key] for r in train if key in r], lw=0.6, alpha=0.45, label="per step")
+        points = [(r["step"], r[key]) for r in train if is_number(r.get(key))]
+        if points:
+            ax.plot(*zip(*points), lw=0.6, alpha=0.45, label="per step")
         ex, ey = epoch_means(train, key)
         if len(ex) > 0:
             ax.plot(ex, ey, "o-", ms=3, lw=1.5, label="epoch mean")
-        held = [(r["step"], r[key]) for r in held_out if key in r]
+        held = [(r["step"], r[key]) for r in held_out if is_number(r.get(key))]
         if held:
             ax.plot(*zip(*held), "s--", ms=3, lw=1.2, label="held-out")
         ax.set_title(key)
@@ -121,7 +126,7 @@ def plot_panels(rows: list[dict], title: str, panels: list[list[str]]):
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.5 * len(panels)), sharex=True, squeeze=False)
     for ax, panel in zip(axes.flat, panels):
         for key in panel:
-            points = [(r["step"], r[key]) for r in train if isinstance(r.get(key), (int, float))]
+            points = [(r["step"], r[key]) for r in train if is_number(r.get(key))]
             if points:
                 ax.plot(*zip(*points), lw=0.9, label=key)
         ax.legend(fontsize=8)
@@ -144,14 +149,36 @@ def plot_sample_strip(samples_dir: Path, title: str):
     if len(grids) > STRIP_GRIDS:
         picks = [round(i * (len(grids) - 1) / (STRIP_GRIDS - 1)) for i in range(STRIP_GRIDS)]
         grids = [grids[i] for i in picks]
-    fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 2.9), squeeze=False)
-    for ax, (step, path) in zip(axes.flat, grids):
-        with Image.open(path) as img:
-            ax.imshow(img.convert("L"), cmap="gray", vmin=0, vmax=255)
+    images = [(step, image) for step, path in grids if (image := _read_grid(path)) is not None]
+    if not images:
+        return None
+    fig, axes = plt.subplots(1, len(images), figsize=(2.6 * len(images), 2.9), squeeze=False)
+    for ax, (step, image) in zip(axes.flat, images):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
         ax.set_title(f"step {step}", fontsize=9)
         ax.axis("off")
     fig.suptitle(title)
     return fig
+
+
+def _read_grid(path: Path):
+    """A sample grid as a grayscale array, or None if it is not a readable image (a FIFO, a link,
+    a damaged or absurdly large PNG): the strip shows the others."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from .data.folder import MAX_PIXELS
+
+    try:
+        data = read_bytes(path, 64 * MiB, RunDirError, "sample grid")
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_PIXELS:
+                return None
+            return np.asarray(img.convert("L"))
+    except (RunDirError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
 
 
 def write_plots(run_dir: str | Path) -> list[Path]:

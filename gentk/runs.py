@@ -12,14 +12,15 @@ from pathlib import Path
 from .config import checked_config
 from .errors import RunDirError
 from .fsutil import atomic_write_text
-from .safeio import MiB, link_inside, read_bytes, read_text
+from .safeio import MiB, link_inside, read_lines, read_text
 from .schema import METRICS_ROW, parse_json, validate
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 LOCK = ".lock"
 MAX_CONFIG_BYTES = 1 * MiB
-MAX_METRICS_BYTES = 4096 * MiB
+MAX_METRICS_BYTES = 1024 * MiB  # 5 million rows of 200 bytes
+MAX_LINE_BYTES = 64 * 1024
 
 
 class RunDir:
@@ -95,10 +96,12 @@ class RunDir:
         path = self.inside(METRICS)
         if not path.exists():
             return [], []
-        data = read_bytes(path, MAX_METRICS_BYTES, RunDirError, "metrics log")
         rows, damaged = [], []
-        for number, raw in enumerate(data.splitlines(), 1):
+        for number, raw in enumerate(read_lines(path, MAX_METRICS_BYTES, MAX_LINE_BYTES, RunDirError, "metrics log"), 1):
             if not raw.strip():
+                continue
+            if len(raw) > MAX_LINE_BYTES:
+                damaged.append((number, f"longer than {MAX_LINE_BYTES:,} bytes", raw[:MAX_LINE_BYTES]))
                 continue
             try:
                 row = json.loads(raw.decode("utf-8"))

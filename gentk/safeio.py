@@ -25,19 +25,8 @@ def read_bytes(path: Path, limit: int, error: type[GentkError] = GentkError, wha
     """The bytes of ``path``: refused when it is a link, a FIFO, a device or a folder, or when
     more than ``limit`` bytes can be read (counted on the bytes read, not on st_size)."""
     path = Path(path)
+    fd = _open_regular(path, error, what)
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: never through a link.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise error(f"{path} is missing") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise error(f"{path} is a symbolic link; gentk reads its {what} only from regular files") from None
-        raise error(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise error(f"{path} is {_kind(mode)}, not a {what}")
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, min(1 * MiB, limit + 1 - total))
@@ -52,6 +41,48 @@ def read_bytes(path: Path, limit: int, error: type[GentkError] = GentkError, wha
         raise error(f"cannot read {path}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
+
+
+def read_lines(path: Path, limit: int, line_limit: int, error: type[GentkError] = GentkError, what: str = "file"):
+    """The lines of ``path`` (bytes, without their newline), streamed: the same refusals as
+    :func:`read_bytes`; a line longer than ``line_limit`` comes back cut to ``line_limit + 1``
+    bytes (the caller names it damaged) and the rest of it is skipped, never held in memory."""
+    path = Path(path)
+    fd = _open_regular(path, error, what)
+    total = 0
+    with os.fdopen(fd, "rb") as fh:
+        while True:
+            line = fh.readline(line_limit + 1)
+            if not line:
+                return
+            total += len(line)
+            if len(line) > line_limit and not line.endswith(b"\n"):
+                while (rest := fh.readline(MiB)) and not rest.endswith(b"\n"):  # skip the remainder
+                    total += len(rest)
+                    if total > limit:
+                        raise error(f"{path} is larger than {limit:,} bytes: too large to be a {what}")
+                total += len(rest)
+            if total > limit:
+                raise error(f"{path} is larger than {limit:,} bytes: too large to be a {what}")
+            yield line.rstrip(b"\n")
+
+
+def _open_regular(path: Path, error, what: str) -> int:
+    """A descriptor of ``path``: never through a link (O_NOFOLLOW), never waiting on a FIFO's
+    writer (O_NONBLOCK), and only for a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{path} is missing") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise error(f"{path} is a symbolic link; gentk reads its {what} only from regular files") from None
+        raise error(f"cannot read {path}: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise error(f"{path} is {_kind(mode)}, not a {what}")
+    return fd
 
 
 def read_text(path: Path, limit: int, error: type[GentkError] = GentkError, what: str = "file") -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import check_model_tensors, latest_intact, model_state, read_checkpoint
-from .config import TrainConfig, resolve_device
+from .config import TrainConfig, check_seed, resolve_device
 from .errors import CheckpointError, UsageError
 from .images import save_pngs
 from .model import GenerativeModel, balanced_labels
@@ -31,6 +31,7 @@ class LoadedRun:
         ``labels`` (conditional models only): one class for every image, or one per image;
         default: the classes in turn, as balanced as ``n`` allows."""
         labels = self.labels_for(n, labels)
+        check_seed(seed)
         g = torch.Generator().manual_seed(seed)
         device = next(self.model.parameters()).device
         out = []
@@ -80,6 +81,10 @@ def load_run(run_dir, checkpoint: str | None = None, device: str = "cpu") -> Loa
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {ckpt.name} does not fit model {config.model}: {exc}") from exc
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {ckpt.name} holds NaN or infinite weights ({bad}): its samples would be "
+                              "meaningless; use an earlier --checkpoint")
     model.to(resolve_device(device)).eval()
     return LoadedRun(run.path, config, model, ckpt.name, ckpt.meta["step"])
 
@@ -88,6 +93,7 @@ def sample_to_folder(run_dir, n: int, out_dir, checkpoint: str | None = None, se
                      device: str = "cpu", labels=None) -> list[Path]:
     if n < 1:
         raise UsageError(f"-n must be at least 1 (got {n})")
+    check_seed(seed)
     loaded = load_run(run_dir, checkpoint, device)
     loaded.labels_for(n, labels)  # a bad --label is refused before the output folder is touched
     out = Path(out_dir)

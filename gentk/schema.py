@@ -75,11 +75,16 @@ class Bool:
 
 
 class Scalar:
-    """A JSON number, string, boolean or null (option values, logged metrics)."""
+    """A JSON number, string, boolean or null (option values, logged metrics); integers within
+    what a float holds, strings of at most 1,000 characters."""
 
     def check(self, value, where):
         if value is not None and not isinstance(value, (bool, int, float, str)):
             raise Invalid(where, f"must be a number, string, boolean or null (got {_show(value)})")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 1 << 62:
+            raise Invalid(where, f"is too large an integer (got {_show(value)})")
+        if isinstance(value, str) and len(value) > 1000:
+            raise Invalid(where, "is longer than 1000 characters")
 
 
 class AnyJSON:
@@ -112,10 +117,11 @@ class List:
 
 @dataclass
 class Map:
-    """A dict of any string keys, every value checked by ``value``."""
+    """A dict of string keys (matching ``keys`` if given), every value checked by ``value``."""
 
     value: object
     max_len: int = 10_000
+    keys: str | None = None
 
     def check(self, data, where):
         if not isinstance(data, dict):
@@ -123,6 +129,8 @@ class Map:
         if len(data) > self.max_len:
             raise Invalid(where, f"has more than {self.max_len} entries")
         for k, v in data.items():
+            if self.keys is not None and not re.fullmatch(self.keys, k):
+                raise Invalid(_join(where, k[:40]), f"is not a name of the form {self.keys}")
             self.value.check(v, _join(where, k))
 
 

@@ -322,7 +322,7 @@ def test_statistics_beyond_inception_dims_are_refused(gentk_cli, tmp_path):
     np.savez(tmp_path / "big.npz", mu=np.zeros(3000, dtype=np.float16), sigma=np.zeros((3000, 3000), np.float16))
     np.savez(tmp_path / "ok.npz", mu=np.zeros(4), sigma=np.eye(4))
     line = _with_timeout(lambda: one_line_error(gentk_cli("fid", tmp_path / "big.npz", tmp_path / "ok.npz"), 1), 30)
-    assert "3000-d statistics; gentk scores at most 2048" in line
+    assert "3000-d statistics; gentk scores 2 to 2048 dimensions" in line
 
 
 @pytest.mark.parametrize("mu, sigma, expected", [
@@ -473,3 +473,169 @@ def test_gentk_home_that_is_a_file_only_costs_the_cache(tmp_path, monkeypatch):
     ds = sources._resolve_idx_dataset("mnist", "MNIST", None, [("a test source", lambda: arrays)])
     assert "not cached" in ds.source and ds.train.shape == (4, 1, 28, 28)
     assert cache.load_arrays(tmp_path / "home-file" / "datasets" / "mnist.npz") is None
+
+
+# -- found by an attacker's trial of the above (a helper given only the docs) ---------------------
+
+def test_junk_sidecars_never_push_out_good_checkpoints(gentk_cli, run):
+    (run / "checkpoints" / "step-99999999.json").write_text("garbage")
+    result = resume(gentk_cli, run, "--keep-checkpoints", "1")
+    assert result.code == 0 and "skipped damaged checkpoint" in result.err
+    from gentk.checkpoint import latest_intact
+
+    ckpt, _ = latest_intact(run / "checkpoints")
+    assert ckpt.name == "step-00000006"
+    assert (run / "checkpoints" / "step-99999999.json").read_text() == "garbage"  # left for the user to look at
+
+
+def test_figure_names_cannot_leave_the_plots_folder(gentk_cli, run, tmp_path):
+    edit_json(run / "config.json", lambda c: c.setdefault("display", {}).update(
+        figures={"../../../PWNED": [["generator_loss"]]}))
+    line = one_line_error(gentk_cli("report", run), 1)
+    assert "field display.figures" in line and "is not a name of the form" in line
+    assert not list(tmp_path.rglob("PWNED*"))
+
+
+def test_a_fifo_among_the_sample_grids_does_not_hang_report(gentk_cli, run):
+    os.mkfifo(run / "samples" / "samples-00000009.png")
+    (run / "samples" / "samples-00000010.png").write_bytes(b"not a png")
+    result = _with_timeout(lambda: gentk_cli("report", run))
+    assert result.code == 0, result
+    assert (run / "plots" / "samples.png").is_file()  # drawn from the readable grids
+
+
+@pytest.mark.parametrize("value", ["abc", None, 10**401, True])
+def test_report_shows_only_numbers(gentk_cli, run, value):
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    rows[-1]["generator_loss"] = value
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = gentk_cli("report", run)
+    assert result.code == 0 and "Traceback" not in result.err, result
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda t: t.update({"rng/cuda/x": torch.zeros(8, dtype=torch.uint8)}), "rng/cuda/x is not an RNG state"),
+    (lambda t: t.update({"optim/generator/\u00b2/exp_avg": torch.zeros(2)}), "names no parameter"),
+    (lambda t: t.update({"rng/cpu": torch.randint(0, 255, (5056,), dtype=torch.uint8)}), "RNG state is not valid"),
+])
+def test_more_tampered_tensors(gentk_cli, run, change, expected):
+    only_latest(run)
+    retensor(run, change)
+    assert expected in last_line_error(resume(gentk_cli, run), 1)
+
+
+@pytest.mark.parametrize("setting, value", [("amsgrad", True), ("differentiable", True), ("maximize", True),
+                                            ("lr", -5), ("eps", -1.0), ("betas", [0.5, "x"])])
+def test_optimizer_switches_and_signs_must_match(gentk_cli, run, setting, value):
+    only_latest(run)
+    edit_json(sidecar(run), lambda m: m["optimizers"]["generator"]["param_groups"][0].update({setting: value}))
+    assert f"setting '{setting}'" in last_line_error(resume(gentk_cli, run), 1)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("data.epoch", 2**62, "disagrees with its step"),
+    ("state.step", 2**62, "disagrees with its step"),
+])
+def test_state_and_position_must_agree(gentk_cli, run, field, value, expected):
+    only_latest(run)
+
+    def change(meta):
+        section, key = field.split(".")
+        meta[section][key] = value
+
+    edit_json(sidecar(run), change)
+    assert expected in last_line_error(resume(gentk_cli, run), 1)
+
+
+def test_nan_weights_are_not_sampled(gentk_cli, run, tmp_path):
+    only_latest(run)
+    retensor(run, lambda t: t.update({k: torch.full_like(t[k], float("nan")) for k in t
+                                      if k.startswith("model/generator") and t[k].is_floating_point()}))
+    line = one_line_error(gentk_cli("sample", run, "-n", "2", "-o", tmp_path / "o"), 1)
+    assert "holds NaN or infinite weights" in line and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: np.savez(p, mu=np.zeros(8), sigma=-np.eye(8)), "not a covariance matrix"),
+    (lambda p: np.savez(p, mu=np.zeros(8), sigma=np.triu(np.ones((8, 8)))), "not a covariance matrix"),
+    (lambda p: np.savez(p, mu=np.zeros(1), sigma=np.eye(1)), "1-d statistics"),
+    (lambda p: np.savez(p, mu=np.full(8, 1e300), sigma=np.eye(8)), "above 1e+12"),
+])
+def test_statistics_that_are_no_covariance_are_refused(gentk_cli, tmp_path, make, expected):
+    make(tmp_path / "bad.npz")
+    np.savez(tmp_path / "ok.npz", mu=np.zeros(8), sigma=np.eye(8))
+    assert expected in one_line_error(gentk_cli("fid", tmp_path / "bad.npz", tmp_path / "ok.npz"), 1)
+
+
+def test_an_npz_member_without_npy_suffix_is_checked_too(gentk_cli, tmp_path):
+    with zipfile.ZipFile(tmp_path / "raw.npz", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("mu", _npy(np.zeros(4)))
+        with zf.open("sigma", "w", force_zip64=True) as member:
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (5000, 5000)})
+            member.write(header.getvalue())
+            for _ in range(40):
+                member.write(bytes(1 << 20))
+    np.savez(tmp_path / "ok.npz", mu=np.zeros(4), sigma=np.eye(4))
+    assert "would decompress to" in one_line_error(gentk_cli("fid", tmp_path / "raw.npz", tmp_path / "ok.npz"), 1)
+    with zipfile.ZipFile(tmp_path / "bytes.npz", "w") as zf:
+        zf.writestr("mu", b"raw bytes")
+        zf.writestr("sigma.npy", _npy(np.eye(4)))
+    assert "mu is not a .npy array" in one_line_error(gentk_cli("fid", tmp_path / "bytes.npz", tmp_path / "ok.npz"), 1)
+
+
+def test_a_symlink_loop_is_one_line(gentk_cli, tmp_path):
+    (tmp_path / "l1.npz").symlink_to(tmp_path / "l2.npz")
+    (tmp_path / "l2.npz").symlink_to(tmp_path / "l1.npz")
+    np.savez(tmp_path / "ok.npz", mu=np.zeros(4), sigma=np.eye(4))
+    one_line_error(gentk_cli("fid", tmp_path / "l1.npz", tmp_path / "ok.npz"), 1)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--num-samples", "50"], "--num-samples apply to a run"),
+    (["--checkpoint", "../../etc/passwd"], "--checkpoint apply to a run"),
+    (["--seed", str(2**64)], "--seed must be in"),
+])
+def test_fid_options_are_checked(gentk_cli, tmp_path, args, expected):
+    np.savez(tmp_path / "a.npz", mu=np.zeros(4), sigma=np.eye(4))
+    np.savez(tmp_path / "b.npz", mu=np.ones(4), sigma=np.eye(4))
+    assert expected in one_line_error(gentk_cli("fid", tmp_path / "a.npz", tmp_path / "b.npz", *args), 2)
+
+
+def test_sample_seed_out_of_range(gentk_cli, run, tmp_path):
+    assert "--seed must be in" in one_line_error(gentk_cli("sample", run, "-n", "1", "-o", tmp_path / "o",
+                                                           "--seed", str(2**64)), 2)
+
+
+def test_a_name_too_long_is_one_line(gentk_cli, tmp_path, tiny_data):
+    long = tmp_path / ("x" * 300)
+    one_line_error(gentk_cli("train", "gan", "--run-dir", long, "--data", tiny_data, *TINY_TRAIN), 1)
+    one_line_error(gentk_cli("report", long), 1)
+    line = one_line_error(gentk_cli("train", "gan", "--data", f"folder:{long}", "--run-dir", tmp_path / "r",
+                                    *TINY_TRAIN), 1)
+    assert "gentk-core" not in line
+
+
+@pytest.mark.parametrize("env, expected", [({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' is not an integer"),
+                                           ({"WORLD_SIZE": "2"}, "RANK is not set")])
+def test_bad_torchrun_variables_are_one_line(gentk_cli, tmp_path, tiny_data, monkeypatch, env, expected):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("RANK", raising=False)
+    assert expected in one_line_error(gentk_cli("train", "gan", "--run-dir", tmp_path / "r", "--data", tiny_data,
+                                                *TINY_TRAIN), 2)
+
+
+def test_an_empty_gentk_home_is_the_default_not_the_current_folder(monkeypatch, tmp_path):
+    from gentk.data.cache import gentk_home
+
+    monkeypatch.setenv("GENTK_HOME", "")
+    assert gentk_home() == Path.home() / ".cache" / "gentk"
+
+
+def test_a_metrics_line_without_end_costs_only_itself(gentk_cli, run):
+    with open(run / "metrics.jsonl", "ab") as fh:
+        fh.write(b"{" + b" " * (200 << 10))  # 200 KB, no newline: as a sparse or runaway file would be
+    result = gentk_cli("report", run, "--no-plots")
+    assert result.code == 0 and "longer than 65,536 bytes" in result.err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -12,8 +13,13 @@ import numpy as np
 from ..fsutil import atomic_write_bytes
 
 
+#: The largest cached dataset entry (MNIST and Fashion-MNIST are 55 MB uncompressed).
+MAX_CACHE_BYTES = 256 << 20
+
+
 def gentk_home() -> Path:
-    return Path(os.environ.get("GENTK_HOME", Path.home() / ".cache" / "gentk"))
+    """$GENTK_HOME, or ~/.cache/gentk when it is unset or empty (never the current folder)."""
+    return Path(os.environ.get("GENTK_HOME") or Path.home() / ".cache" / "gentk")
 
 
 def array_sha256(array: np.ndarray) -> str:
@@ -21,8 +27,6 @@ def array_sha256(array: np.ndarray) -> str:
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -36,8 +40,14 @@ def load_arrays(path: Path, expected: dict[str, str] | None = None) -> dict[str,
     if not path.is_file() or not sidecar.is_file():
         return None
     try:
-        hashes = json.loads(sidecar.read_text())
-        with np.load(path, allow_pickle=False) as npz:
+        from ..fid.stats import check_npz_members
+        from ..safeio import MiB, read_bytes, read_text
+
+        hashes = json.loads(read_text(sidecar, 1 * MiB))
+        data = read_bytes(path, MAX_CACHE_BYTES)
+        # A cache entry inflating past what a dataset of images holds is damage: fetch again.
+        check_npz_members(data, path, MAX_CACHE_BYTES, "a cached dataset")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except Exception:  # noqa: BLE001 - any damage means "fetch again"
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,9 @@ def read_images(paths: list[Path]) -> np.ndarray:
     loaded = []
     for path in paths:
         try:
-            with Image.open(path) as img:
+            with warnings.catch_warnings(), Image.open(path) as img:
+                # Pillow warns of large images before we refuse them ourselves, below its limit.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 if img.width * img.height > MAX_PIXELS:
                     raise DataError(f"{path}: {img.width}x{img.height} is too large an image")
                 img.load()

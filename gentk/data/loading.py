@@ -34,6 +34,8 @@ def load_dataset(spec: str, data_root: str | Path | None = None, registry=None) 
         dataset = dspec.load(arg, root)
     except (DataError, UsageError):
         raise
+    except OSError as exc:  # the data itself is unreadable (a name too long, no permission): not a plugin bug
+        raise DataError(f"cannot read --data {spec}: {exc.strerror or exc}") from None
     except Exception as exc:
         raise PluginError(f"plugin {plugin!r} failed to load dataset {name!r}: {type(exc).__name__}: {exc}") from exc
     return check_dataset(dataset, f"plugin {plugin!r}, dataset {name!r}")

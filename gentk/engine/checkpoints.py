@@ -88,7 +88,13 @@ class Checkpointer:
             check_optimizer_tensors(f"optim/{name}", opt, ckpt.tensors, ckpt.meta["optimizers"][name], ckpt.name)
         rng = self._my_rng(ckpt.tensors)
         check_rng(rng, ckpt.name)
-        data = ckpt.meta["data"]
+        data, saved_state = ckpt.meta["data"], ckpt.meta["state"]
+        if saved_state["step"] != ckpt.meta["step"] or saved_state["epoch"] != data["epoch"]:
+            raise CheckpointError(f"checkpoint {ckpt.name}: its state (step {saved_state['step']}, epoch "
+                                  f"{saved_state['epoch']}) disagrees with its step and data position")
+        if data["epoch"] > self.config.epochs:
+            raise CheckpointError(f"checkpoint {ckpt.name}: data epoch {data['epoch']} is past the run's "
+                                  f"{self.config.epochs} epochs")
         if data["cursor"] >= stream.batches_per_epoch:
             raise CheckpointError(f"checkpoint {ckpt.name}: data position {data['cursor']} is past the "
                                   f"{stream.batches_per_epoch} batches of an epoch of this dataset")
@@ -103,7 +109,10 @@ class Checkpointer:
                 optimizer_from_tensors(f"optim/{name}", opt, ckpt.tensors, ckpt.meta["optimizers"][name])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {ckpt.name} does not fit this model: {exc}") from exc
-        restore_rng(rng)
+        try:
+            restore_rng(rng)
+        except (RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {ckpt.name}: its RNG state is not valid ({exc})") from None
         precision.load_state_dict(scalers)
         state.load_json(ckpt.meta["state"])
         stream.epoch, stream.cursor = data["epoch"], data["cursor"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -44,7 +45,12 @@ def frechet_distance(a: Stats, b: Stats, notes: list | None = None) -> float:
     printed = io.StringIO()
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(printed):
         warnings.simplefilter("always")
-        value = float(calculate_frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
+        try:
+            value = float(calculate_frechet_distance(a.mu, a.sigma, b.mu, b.sigma))
+        except (ValueError, np.linalg.LinAlgError) as exc:  # e.g. "Imaginary component": not a covariance
+            raise DataError(f"these statistics have no Frechet distance ({exc}); is each sigma a covariance?") from None
+    if not math.isfinite(value):
+        raise DataError(f"the FID of these statistics is {value}: their values are out of any feature space's range")
     if notes is not None:
         notes.extend(line.strip() for line in printed.getvalue().splitlines() if line.strip())
         notes.extend(str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning))
@@ -73,7 +79,25 @@ def save_stats(path: Path, stats: Stats, extra: dict | None = None) -> None:
 MAX_DIMS = 2048
 #: A member of that size uncompressed: sigma is MAX_DIMS^2 float64 plus numpy's header.
 MAX_MEMBER_BYTES = MAX_DIMS * MAX_DIMS * 8 + (1 << 16)
-MEMBERS = ("mu.npy", "sigma.npy", "count.npy")
+#: Feature statistics gentk can meet (Inception's pool3 and the classifier's features are O(1)-O(100)).
+MAX_VALUE = 1e12
+
+
+def check_npz_members(data: bytes, path, max_member: int, what: str) -> None:
+    """Every member of an .npz, before anything is decompressed: its size in the zip directory,
+    and for .npy members the shape and dtype their header declares (what np.load would allocate)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            if info.file_size > max_member:
+                raise DataError(f"{path}: {info.filename} would decompress to {info.file_size:,} bytes, more than "
+                                f"{what} need")
+            with archive.open(info) as member:
+                try:
+                    shape, dtype = npy_header(member)
+                except ValueError:  # not a .npy member: np.load hands such members back as bytes
+                    continue
+            if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > max_member:
+                raise DataError(f"{path}: {info.filename} declares a {shape} array, more than {what} need")
 
 
 def load_stats(path: Path) -> Stats:
@@ -81,21 +105,15 @@ def load_stats(path: Path) -> Stats:
     read as a regular file of at most MAX_NPZ_BYTES, each member's size is checked in the zip
     directory before it is decompressed, and at most MAX_DIMS feature dimensions are accepted."""
     path = Path(path)
-    data = read_bytes(path.resolve() if path.is_symlink() else path, MAX_NPZ_BYTES, DataError, ".npz of FID statistics")
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            sizes = {info.filename: info.file_size for info in archive.infolist()}
-            for name in MEMBERS:
-                if name not in sizes:
-                    continue
-                if sizes[name] > MAX_MEMBER_BYTES:
-                    raise DataError(f"{path}: {name} would decompress to {sizes[name]:,} bytes, more than "
-                                    f"{MAX_DIMS}-d statistics need")
-                with archive.open(name) as member:  # the .npy header says what np.load would allocate
-                    shape, dtype = npy_header(member)
-                if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > MAX_MEMBER_BYTES:
-                    raise DataError(f"{path}: {name} declares a {shape} array, more than {MAX_DIMS}-d statistics")
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        source = path.resolve(strict=True) if path.is_symlink() else path  # a link the user named is followed once
+    except (OSError, RuntimeError) as exc:
+        raise DataError(f"{path} is a link that leads nowhere usable ({exc})") from None
+    data = read_bytes(source, MAX_NPZ_BYTES, DataError, ".npz of FID statistics")
+    try:
+        check_npz_members(data, path, MAX_MEMBER_BYTES, f"{MAX_DIMS}-d statistics")
+        with warnings.catch_warnings(), np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            warnings.simplefilter("ignore")  # numpy's notes on odd dtypes: the checks below speak instead
             if "mu" not in npz.files or "sigma" not in npz.files:
                 raise DataError(f"{path} has no 'mu' and 'sigma' arrays (pytorch-fid's statistics format)")
             raw_mu, raw_sigma = npz["mu"], npz["sigma"]
@@ -106,15 +124,23 @@ def load_stats(path: Path) -> Stats:
             RuntimeError, OverflowError, MemoryError) as exc:
         raise DataError(f"{path} is not a readable .npz of FID statistics ({type(exc).__name__})") from exc
     for name, array in (("mu", raw_mu), ("sigma", raw_sigma)):
+        if not isinstance(array, np.ndarray):
+            raise DataError(f"{path}: {name} is not a .npy array")
         if array.dtype.kind not in "fiu":
             raise DataError(f"{path}: {name} is {array.dtype}; FID statistics are real numbers")
-    mu, sigma = raw_mu.astype(np.float64), raw_sigma.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mu, sigma = raw_mu.astype(np.float64), raw_sigma.astype(np.float64)
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise DataError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not a mean and its covariance")
-    if not 1 <= mu.shape[0] <= MAX_DIMS:
-        raise DataError(f"{path}: {mu.shape[0]}-d statistics; gentk scores at most {MAX_DIMS} dimensions")
+    if not 2 <= mu.shape[0] <= MAX_DIMS:
+        raise DataError(f"{path}: {mu.shape[0]}-d statistics; gentk scores 2 to {MAX_DIMS} dimensions")
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise DataError(f"{path}: statistics contain NaN or infinite values")
+    if np.abs(mu).max() > MAX_VALUE or np.abs(sigma).max() > MAX_VALUE:
+        raise DataError(f"{path}: statistics above {MAX_VALUE:g} in size; no feature extractor gentk knows makes those")
+    if not np.allclose(sigma, sigma.T, rtol=1e-5, atol=1e-8) or (np.diag(sigma) < 0).any():
+        raise DataError(f"{path}: sigma is not a covariance matrix (it must be symmetric, with a non-negative diagonal)")
     ok_count = count is not None and count.shape == () and count.dtype.kind in "iu" and count >= 0
     return Stats(mu, sigma, int(count) if ok_count else None)
 
