@@ -29,6 +29,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--minutes", type=float, default=60.0, help="how long to fuzz (default: 60)")
     parser.add_argument("--examples", type=int, default=400, help="examples per property per round (default: 400)")
+    parser.add_argument("--log", default=None, help="append the output of failing rounds to this file")
     args = parser.parse_args(argv)
 
     deadline = time.monotonic() + args.minutes * 60
@@ -41,10 +42,13 @@ def main(argv=None) -> int:
                                f"--hypothesis-seed={seed}", "--hypothesis-show-statistics"],
                               cwd=ROOT, env=env, capture_output=True, text=True)
         rounds += 1
-        examples += sum(int(n) for n in re.findall(r"- (\d+) passing examples", done.stdout))
-        examples += sum(int(n) for n in re.findall(r"(\d+) failing examples", done.stdout))
+        counts = re.findall(r"- (\d+) passing, (\d+) failing", done.stdout)  # hypothesis' statistics
+        examples += sum(int(a) + int(b) for a, b in counts)
         failed = re.findall(r"^FAILED (\S+)", done.stdout, flags=re.M)
         findings += [{"test": name, "seed": seed} for name in failed]
+        if failed and args.log:
+            with open(args.log, "a", encoding="utf-8") as fh:  # the falsifying examples, to reproduce them
+                fh.write(f"=== round {rounds}, seed {seed}\n{done.stdout[-20000:]}\n")
         print(f"round {rounds}: seed {seed}, rc {done.returncode}, {len(failed)} failing, "
               f"{examples} examples so far", file=sys.stderr, flush=True)
     print(json.dumps({"rounds": rounds, "examples": examples, "seconds": round(time.monotonic() - started),
