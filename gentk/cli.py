@@ -272,6 +272,9 @@ def runs(folder, as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    if not rows:
+        err_console.print(f"no runs in {escape(str(folder))} (a run is a folder holding a config.json)", highlight=False)
+        return
     table = Table("run", "model", "steps", "state", "checkpoint", "time", "FID")
     colours = {"finished": "green", "running": "cyan", "interrupted": "yellow", "crashed": "red", "failed": "red"}
     for r in rows:
@@ -455,7 +458,9 @@ def main(argv=None):
     except GentkError as exc:
         if debug:
             raise
-        err_console.print(f"[red]Error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        # A Ctrl-C that checkpointed is a normal stop, not an error: it says so in other words.
+        label = "[yellow]Interrupted:[/yellow]" if exc.exit_code in (130, 143) else "[red]Error:[/red]"
+        err_console.print(f"{label} {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         err_console.print("[red]Aborted.[/red]")

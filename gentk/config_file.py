@@ -46,6 +46,8 @@ def read_config_file(path: str | Path, spec) -> dict:
     if clash:
         raise UsageError(f"--config {path}: {clash[0]!r} is given twice (at the top and under options)")
     flat.update(nested)
+    if isinstance(flat.get("logger"), str):  # logger = "tensorboard": one logger
+        flat["logger"] = [flat["logger"]]
     return check_settings(flat, spec, f"--config {path}")
 
 
@@ -81,9 +83,12 @@ def _check_train_value(key: str, hint, value, where: str) -> None:
         return
     ok = (isinstance(value, bool) if base is bool else
           isinstance(value, (int, float)) and not isinstance(value, bool) if base is float else
-          isinstance(value, int) and not isinstance(value, bool) if base is int else isinstance(value, base))
+          isinstance(value, int) and not isinstance(value, bool) if base is int else
+          isinstance(value, list) and all(isinstance(v, str) for v in value) if base is list else isinstance(value, base))
     if not ok:
-        raise UsageError(f"{where}: {key} must be {base.__name__} (got {json.dumps(value)})")
+        kind = {bool: "true or false", float: "a number", int: "an integer", str: "a string",
+                list: "a list of names"}.get(base, base.__name__)
+        raise UsageError(f"{where}: --{key.replace('_', '-')} must be {kind} (got {json.dumps(value)})")
 
 
 def _toml(text: str, path: Path) -> dict:

@@ -112,8 +112,12 @@ def describe_run(path: Path) -> dict:
 def list_runs(folder: str | Path) -> list[dict]:
     """The runs directly in ``folder`` (sub-folders holding a config.json), newest first."""
     folder = Path(folder)
+    if not folder.exists():
+        raise RunDirError(f"{folder} does not exist (runs go into runs/ by default: `gentk runs runs`)")
     if not folder.is_dir():
-        raise RunDirError(f"{folder} is not a folder of runs (train one with `gentk train`, into runs/ by default)")
+        raise RunDirError(f"{folder} is not a folder of runs")
+    if (folder / CONFIG).exists():  # a run itself: its own row
+        return [describe_run(folder)]
     runs = [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and (p / CONFIG).exists()]
     runs.sort(key=lambda p: (p / CONFIG).stat().st_mtime, reverse=True)
     return [describe_run(p) for p in runs]

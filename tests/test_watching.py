@@ -99,7 +99,7 @@ def test_config_from_toml_with_a_flag_overriding_it(gentk_cli, tmp_path, tiny_da
 
 @pytest.mark.parametrize("text, expected", [
     ("batch_sise = 4\n", "unknown key 'batch_sise'"),
-    ('batch_size = "4"\n', "batch_size must be int"),
+    ('batch_size = "4"\n', "--batch-size must be an integer"),
     ("dim_z = 0\n", "--dim-z must be at least 1"),
     ('model = "gan"\n', "is for model 'gan', not 'vae'"),
     ("[options\n", "is not valid TOML"),
@@ -165,4 +165,23 @@ def test_runs_tells_finished_interrupted_crashed_and_running_apart(gentk_cli, tm
 
 
 def test_runs_of_a_missing_folder_is_one_line(gentk_cli, tmp_path):
-    assert "is not a folder of runs" in one_line_error(gentk_cli("runs", tmp_path / "nothing"), 1)
+    assert "does not exist" in one_line_error(gentk_cli("runs", tmp_path / "nothing"), 1)
+    (tmp_path / "empty").mkdir()
+    empty = gentk_cli("runs", tmp_path / "empty")
+    assert empty.code == 0 and "no runs in" in empty.err
+
+
+def test_a_run_that_trained_then_failed_is_kept_and_listed_as_failed(gentk_cli, tmp_path, tiny_data):
+    run = tmp_path / "runs" / "nan"
+    result = gentk_cli("train", "vae", "--lr", "1e10", "--max-steps", "30", "--data", tiny_data, "--run-dir", run,
+                       *TINY_TRAIN)
+    assert result.code == 1 and "No checkpoint was written yet" in result.err
+    row, = json.loads(gentk_cli("runs", tmp_path / "runs", "--json").out)
+    assert row["state"] == "failed" and any("loss is nan" in n for n in row["notes"])
+
+
+def test_resuming_a_run_as_another_model_names_its_model(gentk_cli, tmp_path, tiny_data):
+    run = tmp_path / "g"
+    assert gentk_cli("train", "gan", "--max-steps", "2", "--data", tiny_data, "--run-dir", run, *TINY_TRAIN).code == 0
+    line = one_line_error(gentk_cli("train", "vae", "--run-dir", run, "--resume"), 2)
+    assert "is a gan run: resume it with gentk train gan" in line

@@ -39,6 +39,8 @@ from .metrics import MetricsLog
 from .signals import StopSignals, TrainingInterrupted
 
 GRID_SAMPLES = 64
+#: How often a running run's status.json is brought up to date (at a log step).
+STATUS_EVERY_S = 10.0
 
 
 @contextmanager
@@ -86,6 +88,7 @@ class Trainer:
         self.metrics: MetricsLog | None = None
         self.loggers = LoggerSet([])
         self._planned: int | None = None  # steps the run will take, once the data is known
+        self._status_written = 0.0
         self._state: TrainState | None = None
 
     # -- set-up -----------------------------------------------------------------
@@ -228,6 +231,12 @@ class Trainer:
         """RUN/status.json, for `gentk runs` (rank 0; a run directory this session prepared)."""
         if self.dist.is_main and self._planned is not None and self.run.path.is_dir():
             write_status(self.run, state, step, self._planned, error)
+            self._status_written = time.monotonic()
+
+    def _progress_status(self, step: int) -> None:
+        """At log steps, at most every STATUS_EVERY_S: how far a running run is (a small atomic write)."""
+        if time.monotonic() - self._status_written >= STATUS_EVERY_S:
+            self._status("running", step)
 
     def _ended(self, exc: BaseException) -> None:
         step = self._state.step if self._state is not None else 0
@@ -269,10 +278,12 @@ class Trainer:
             self.loggers.log_metrics(row["step"], values, row.get("split", "train"))
 
     def _forget_unstarted_run(self, existed: bool) -> None:
-        """A new run that failed before its first checkpoint has nothing to resume: remove what it
-        wrote, so that the same command can simply be run again."""
+        """A new run that failed during start-up, before its first step was done, has nothing to
+        keep: remove what it wrote, so that the same command can simply be run again. A run that
+        trained a step keeps its directory (metrics, samples, status.json say what happened)."""
         try:
-            if self.resume or not self.dist.is_main or list_checkpoints(self.run.checkpoints):
+            trained = self._state is not None and self._state.step > 0
+            if self.resume or trained or not self.dist.is_main or list_checkpoints(self.run.checkpoints):
                 return
         except GentkError:  # the run directory itself is in question: leave it as it is
             return
@@ -333,6 +344,7 @@ class Trainer:
                 if logged:
                     self.metrics.flush(self.checkpoints.last)
                     bar.show(self.metrics.last)
+                    self._progress_status(state.step)
                 bar.advance(1, state.epoch)
                 if state.step % cfg.sample_every == 0:
                     self._save_grids(model, state.step, noise, real)
@@ -427,6 +439,9 @@ def train(model: str, run_dir: str | Path | None = None, *, resume: bool = False
         if run_dir is None:
             raise UsageError("--resume needs --run-dir: the run to continue")
         base = RunDir(run_dir).read_config()
+        if base["model"] != model:
+            raise UsageError(f"{run_dir} is a {base['model']} run: resume it with gentk train {base['model']} "
+                             f"--run-dir {run_dir} --resume")
     else:
         base = None
     config = make_config(spec, settings, base)

@@ -64,9 +64,10 @@ class MetricsLog:
             for key, value in record.items():
                 if isinstance(value, float) and not math.isfinite(value) and key.endswith("loss"):
                     self._write(lines, records)
+                    kept = (f"The last checkpoint (step {last_checkpoint}) is intact" if last_checkpoint
+                            else "No checkpoint was written yet")
                     raise NonFiniteLoss(f"step {step}, phase {self.phase_of.get(key, '?')!r}: {key} is {value}; "
-                                        f"stopped. The last checkpoint (step {last_checkpoint}) is intact; "
-                                        "lower --lr, or pass --on-nan skip to skip such steps")
+                                        f"stopped. {kept}; lower --lr, or pass --on-nan skip to skip such steps")
             lines.append(json.dumps(record))
             records.append(record)
             self.last = record
