@@ -213,6 +213,9 @@ def check_optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer, tenso
     if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
         raise CheckpointError(f"checkpoint {name}: {prefix} has other parameter groups than this model's optimizer")
     for saved, live in zip(groups, optimizer.param_groups):
+        betas = saved.get("betas")
+        if isinstance(betas, (list, tuple)) and any(isinstance(b, (int, float)) and b >= 1 for b in betas):
+            raise CheckpointError(f"checkpoint {name}: {prefix} setting 'betas' is {betas}; Adam's betas lie in [0, 1)")
         for key, want in live.items():
             if key != "params" and not _same_kind(saved.get(key, _MISSING), want):
                 raise CheckpointError(f"checkpoint {name}: {prefix} setting {key!r} is {saved.get(key, 'missing')!r}, "
