@@ -230,8 +230,11 @@ class Trainer:
     def _status(self, state: str, step: int, error: str | None = None) -> None:
         """RUN/status.json, for `gentk runs` (rank 0; a run directory this session prepared)."""
         if self.dist.is_main and self._planned is not None and self.run.path.is_dir():
-            write_status(self.run, state, step, self._planned, error)
             self._status_written = time.monotonic()
+            try:
+                write_status(self.run, state, step, self._planned, error)
+            except OSError:  # informational: a full disk is reported by the writes that matter
+                pass
 
     def _progress_status(self, step: int) -> None:
         """At log steps, at most every STATUS_EVERY_S: how far a running run is (a small atomic write)."""
@@ -240,13 +243,10 @@ class Trainer:
 
     def _ended(self, exc: BaseException) -> None:
         step = self._state.step if self._state is not None else 0
-        try:
-            if isinstance(exc, TrainingInterrupted):
-                self._status("interrupted", step)
-            elif isinstance(exc, Exception):
-                self._status("failed", step, f"{type(exc).__name__}: {exc}"[:2000])
-        except OSError:  # the disk that failed the run may fail this too: the error that ended it wins
-            pass
+        if isinstance(exc, TrainingInterrupted):
+            self._status("interrupted", step)
+        elif isinstance(exc, Exception):
+            self._status("failed", step, f"{type(exc).__name__}: {exc}"[:2000])
 
     def _open_loggers(self, resume_step: int | None) -> LoggerSet:
         if not self.config.logger or not self.dist.is_main:
