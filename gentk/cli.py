@@ -216,8 +216,8 @@ def plugins(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def datasets(as_json):
     """List the datasets `--data` accepts (NAME, or NAME:ARG), and the plugin of each."""
-    rows = [{"name": n, "plugin": p, "arg": s.arg, "usage": n if s.arg == "none" else f"{n}:{s.arg_help or 'ARG'}",
-             "description": s.description} for n, (s, p) in sorted(_registry().datasets().items())]
+    rows = [{"name": n, "plugin": p, "arg": s.arg, "usage": s.usage, "description": s.description}
+            for n, (s, p) in sorted(_registry().datasets().items())]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

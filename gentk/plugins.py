@@ -114,8 +114,7 @@ class Registry:
     def dataset(self, name: str):
         datasets = self.datasets()
         if name not in datasets:
-            usage = {(n if s.arg == "none" else f"{n}:{s.arg_help or 'ARG'}"): None for n, (s, _) in datasets.items()}
-            raise UsageError(self._unknown("--data", name, usage))
+            raise UsageError(self._unknown("--data", name, {s.usage: None for s, _ in datasets.values()}))
         return datasets[name]
 
     def _unknown(self, what: str, name: str, known: dict, extra=()) -> str:
@@ -230,12 +229,15 @@ class Registry:
         if impl is None:
             return "gentk"
         plugin = impl.plugin_name
-        via = ""
         if plugin == core_plugin.NAME and model_name is not None and model_name in self.models():
-            plugin, via = self.model_plugin(model_name), f" (model {model_name!r}'s methods)"
+            return f"{self.describe(self.model_plugin(model_name))} (model {model_name!r}'s methods)"
+        return self.describe(plugin)
+
+    def describe(self, plugin: str) -> str:
+        """``plugin 'NAME', distribution DIST``: how errors name a plugin."""
         info = self.plugins.get(plugin)
         dist = f", distribution {info.distribution}" if info and info.distribution else ""
-        return f"plugin {plugin!r}{dist}{via}"
+        return f"plugin {plugin!r}{dist}"
 
     @contextmanager
     def model_code(self, model_name: str | None, what: str):
@@ -247,12 +249,10 @@ class Registry:
             raise
         except Exception as exc:
             plugin = self.models()[model_name][1] if model_name in self.models() else "unknown"
-            info = self.plugins.get(plugin)
-            dist = f", distribution {info.distribution}" if info and info.distribution else ""
             hint = ""
             if isinstance(exc, TypeError) and "labels" in str(exc):
                 hint = "; a model whose sample takes labels must set conditional = True and num_classes"
-            raise PluginError(f"plugin {plugin!r}{dist}: model {model_name!r} failed in {what}: "
+            raise PluginError(f"{self.describe(plugin)}: model {model_name!r} failed in {what}: "
                               f"{type(exc).__name__}: {exc}{hint}") from exc
 
     # -- what acts on a model ---------------------------------------------------------

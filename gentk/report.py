@@ -12,10 +12,7 @@ from .checkpoint import latest_intact, list_checkpoints, read_sidecar
 from .errors import RunDirError
 from .fsutil import atomic_write_bytes
 from .runs import RunDir
-from .safeio import MiB, read_bytes, read_text
-from .schema import FID_RESULT, parse_json, validate
-
-MAX_FID_BYTES = 1 * MiB
+from .safeio import MiB, read_bytes
 
 STRIP_GRIDS = 6
 _SAMPLE = re.compile(r"^samples-(\d+)\.png$")
@@ -225,15 +222,10 @@ def summarize(run_dir: str | Path) -> dict:
             if ckpt is not None:
                 steps, elapsed = ckpt.meta["step"], ckpt.meta.get("state", {}).get("elapsed")
     fid, notes = None, []
-    fid_path = run.inside("fid.json")
-    if fid_path.exists() or fid_path.is_symlink():
-        try:
-            result = parse_json(read_text(fid_path, MAX_FID_BYTES, RunDirError, "FID result"), fid_path,
-                                RunDirError, "FID result")
-            validate(result, FID_RESULT, fid_path, RunDirError)
-            fid = result.get("scores")
-        except RunDirError as exc:  # the table still shows the run; the damage is named
-            notes.append(f"{exc}; FID not shown")
+    try:
+        fid = run.read_fid_scores()
+    except RunDirError as exc:  # the table still shows the run; the damage is named
+        notes.append(f"{exc}; FID not shown")
     return {
         "run": str(run.path),
         "model": config.get("model"),

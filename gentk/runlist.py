@@ -22,7 +22,7 @@ from .errors import GentkError, RunDirError
 from .fsutil import atomic_write_text
 from .runs import CONFIG, LOCK, RunDir
 from .safeio import MiB, read_text
-from .schema import FID_RESULT, Int, Obj, Optional, Str, parse_json, validate
+from .schema import Int, Obj, Optional, Str, parse_json, validate
 
 STATUS = "status.json"
 STATES = ("running", "finished", "interrupted", "failed")
@@ -98,14 +98,10 @@ def describe_run(path: Path) -> dict:
             row["steps"] = max(row["steps"] or 0, status.get("step") or 0)
         if status.get("error"):
             row["notes"].append(status["error"])
-    fid_path = run.inside("fid.json")
-    if fid_path.is_file():
-        try:
-            fid = parse_json(read_text(fid_path, 1 * MiB, RunDirError, "FID result"), fid_path, RunDirError, "FID result")
-            validate(fid, FID_RESULT, fid_path, RunDirError)
-            row["fid"] = fid.get("scores")
-        except GentkError as exc:
-            row["notes"].append(str(exc))
+    try:
+        row["fid"] = run.read_fid_scores()
+    except GentkError as exc:
+        row["notes"].append(str(exc))
     return row
 
 

@@ -13,12 +13,14 @@ from .config import checked_config
 from .errors import RunDirError
 from .fsutil import atomic_write_text
 from .safeio import MiB, link_inside, read_lines, read_text
-from .schema import METRICS_ROW, parse_json, validate
+from .schema import FID_RESULT, METRICS_ROW, parse_json, validate
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 LOCK = ".lock"
+FID = "fid.json"
 MAX_CONFIG_BYTES = 1 * MiB
+MAX_FID_BYTES = 1 * MiB
 MAX_METRICS_BYTES = 1024 * MiB  # 5 million rows of 200 bytes
 MAX_LINE_BYTES = 64 * 1024
 
@@ -85,6 +87,16 @@ class RunDir:
     def write_config(self, config: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.inside(CONFIG), json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    # -- fid.json -------------------------------------------------------------
+    def read_fid_scores(self) -> dict | None:
+        """The scores in RUN/fid.json (None when there is none); damage is a RunDirError naming the field."""
+        path = self.inside(FID)
+        if not (path.exists() or path.is_symlink()):  # a link is refused by the read, not taken for "none"
+            return None
+        result = parse_json(read_text(path, MAX_FID_BYTES, RunDirError, "FID result"), path, RunDirError, "FID result")
+        validate(result, FID_RESULT, path, RunDirError)
+        return result.get("scores")
 
     # -- metrics --------------------------------------------------------------
     def read_metrics(self) -> list[dict]:

@@ -23,6 +23,11 @@ class DatasetSpec:
     arg: str = "none"
     arg_help: str = ""
 
+    @property
+    def usage(self) -> str:
+        """How --data names it: ``mnist``, ``folder:PATH``."""
+        return self.name if self.arg == "none" else f"{self.name}:{self.arg_help or 'ARG'}"
+
     def __post_init__(self):
         if self.arg not in ARG_KINDS:
             raise ValueError(f"DatasetSpec.arg must be one of {ARG_KINDS} (got {self.arg!r})")
