@@ -230,8 +230,12 @@ def datasets(as_json):
 @cli.command()
 @click.argument("model", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def models(model, as_json):
-    """List registered models, or describe MODEL: its networks and options."""
+@click.option("--image-size", type=int, default=None,
+              help="Describe MODEL built for this image size (its parameter counts); default: the model's.")
+@click.option("--channels", type=click.Choice([1, 3]), default=None,
+              help="Describe MODEL built for 1 or 3 channels; default: the model's (1 until data say otherwise).")
+def models(model, as_json, image_size, channels):
+    """List registered models, or describe MODEL: its networks, options and image size."""
     from .describe import describe_model
 
     reg = _registry()
@@ -245,7 +249,10 @@ def models(model, as_json):
             table.add_row(r["name"], r["plugin"], r["description"])
         out_console.print(table)
         return
-    info = describe_model(reg, model)
+    overrides = {k: v for k, v in (("image_size", image_size), ("channels", channels)) if v is not None}
+    if model is None and overrides:
+        raise click.UsageError("--image-size and --channels describe one model: gentk models MODEL --image-size N")
+    info = describe_model(reg, model, overrides)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return

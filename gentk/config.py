@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from .errors import UsageError
+from .model import FITS
 
 
 def setting(default, help: str, choices: tuple | None = None, model_default: bool = False):
@@ -32,7 +33,15 @@ class TrainConfig:
     seed: int = setting(0, "Seed for weights, noise and data order; CPU runs repeat bitwise.")
     data: str = setting("mnist", "Dataset: NAME or NAME:ARG, e.g. mnist, fashion-mnist, folder:PATH "
                                  "(a folder of images; class subfolders give labels); `gentk datasets` lists all.")
-    data_root: str | None = setting(None, "Folder holding torchvision's MNIST/raw or FashionMNIST/raw files.")
+    data_root: str | None = setting(None, "Folder holding a dataset's downloaded files: torchvision's MNIST/raw or "
+                                          "FashionMNIST/raw, or cifar-10-batches-py (or -bin).")
+    fit: str | None = setting(None, "How images of another size or shape become the model's square: crop (the "
+                                    "centred square, resized), pad (black borders, then resized), resize (stretched); "
+                                    "default: the model's (crop; pad for ssgan, as the seed padded MNIST).",
+                              choices=("crop", "pad", "resize"))
+    max_data_memory: str | None = setting(None, "Largest decoded dataset kept on the device, e.g. 512MB, 4GB; a larger "
+                                                "one is read from its on-disk cache batch by batch, with the same "
+                                                "batches. Default: a quarter of the device's memory (RAM on the CPU).")
     device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
     sample_every: int = setting(500, "Save sample grids every N steps (and at the end).")
     checkpoint_every: int = setting(1000, "Write a checkpoint every N steps (and at the end).")
@@ -57,6 +66,10 @@ class TrainConfig:
     world_size: int = 1
     #: The plugins whose hooks act on this run's model (name, distribution, version), set by the engine.
     plugins: list = field(default_factory=list)
+    #: What the data were (a folder's file list, as sha256), set by the engine: --resume refuses changed data.
+    data_fingerprint: str | None = None
+    #: The name of each label (class subfolders, a dataset's classes), set by the engine; None without labels.
+    class_names: list | None = None
 
     def validate(self) -> None:
         from .schema import validate
@@ -87,6 +100,12 @@ class TrainConfig:
         if self.compile_mode != "default" and not self.compile:
             raise UsageError(f"--compile-mode {self.compile_mode} works only with --compile: add --compile, "
                              "or give --compile-mode default")
+        if self.fit is not None and self.fit not in FITS:
+            raise UsageError(f"--fit must be one of {', '.join(FITS)} (got {self.fit!r})")
+        if self.max_data_memory is not None:
+            from .data.memory import parse_size
+
+            parse_size(self.max_data_memory)
         if not (isinstance(self.data_fraction, (int, float)) and 0 < self.data_fraction <= 1):
             raise UsageError(f"--data-fraction must be in (0, 1] (got {self.data_fraction})")
 
@@ -122,16 +141,18 @@ COMPILE_MODES = _choices("compile_mode")
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 #: Keys that define what a run trains; --resume refuses to change them.
-IDENTITY_KEYS = ("model", "options", "batch_size", "lr", "seed", "data", "data_fraction", "world_size")
+IDENTITY_KEYS = ("model", "options", "batch_size", "lr", "seed", "data", "data_fraction", "fit", "world_size")
 
 
 def identity_differences(saved: dict, asked: dict) -> list[str]:
     out = []
     for key in IDENTITY_KEYS:
         if key == "options":
+            # An option the run's config lacks is one the model gained since: the checkpoint's own
+            # tensor checks tell whether the networks still fit.
             a, b = saved.get("options", {}), asked.get("options", {})
             out += [f"--{k.replace('_', '-')} (run: {a.get(k)!r}, now: {b.get(k)!r})"
-                    for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+                    for k in sorted(set(a) | set(b)) if k in a and a.get(k) != b.get(k)]
         elif key == "world_size" and saved.get(key, 1) != asked.get(key, 1):
             out.append(f"the number of processes (run: {saved.get(key, 1)}, now: {asked.get(key, 1)}; "
                        "resume with the same --nproc / torchrun --nproc-per-node x --nnodes)")
@@ -244,6 +265,8 @@ def config_schema():
 
     hints = typing.get_type_hints(TrainConfig)
     optional = {f.name: of(hints[f.name]) for f in fields(TrainConfig) if f.name not in ("model", "options", "plugins")}
+    optional["data_fingerprint"] = s.Optional(s.Str(max_len=64))
+    optional["class_names"] = s.Optional(s.List(s.Str(max_len=1000), max_len=1 << 20))
     optional["world_size"] = s.Int(min=1, max=1 << 20)
     optional["plugins"] = s.List(s.Obj(required={"name": s.Str()},
                                        optional={"distribution": s.Optional(s.Str()), "version": s.Optional(s.Str())}),

@@ -19,7 +19,7 @@ from .safeio import MiB, read_text
 from .schema import parse_json
 
 #: Keys of a run's config.json that record the run rather than set it.
-RECORD_KEYS = {"gentk_version", "display", "plugins", "world_size", "planned_steps"}
+RECORD_KEYS = {"gentk_version", "display", "plugins", "world_size", "planned_steps", "data_fingerprint", "class_names"}
 #: What a config file may set beyond the options: a preset.
 EXTRA_KEYS = {"preset"}
 

@@ -9,9 +9,19 @@ from .options import option_defaults
 from .plugins import Registry
 
 
-def describe_model(registry: Registry, name: str) -> dict:
+def describe_model(registry: Registry, name: str, overrides: dict | None = None) -> dict:
+    """``overrides``: option values to build with (``image_size``, ``channels``), checked as
+    `gentk train` checks them; an option the model lacks is refused."""
+    from .errors import UsageError
+    from .options import build_options, options_dict
+
     spec = registry.spec(name)
-    model = registry.build_model(spec, option_defaults(spec.options))
+    values = option_defaults(spec.options)
+    for key, value in (overrides or {}).items():
+        if key not in values:
+            raise UsageError(f"model {name} has no --{key.replace('_', '-')} option")
+        values[key] = value
+    model = registry.build_model(spec, options_dict(build_options(spec.options, values)))
     networks = {net: {"parameters": parameter_count(module)} for net, module in model.networks().items()}
     options = {f.name: {"default": f.default, "help": f.metadata.get("help", "")}
                for f in dataclasses.fields(spec.options)}

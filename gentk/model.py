@@ -10,8 +10,10 @@ from torch import nn
 
 #: Pixel ranges a model can ask for: "unit" is [0, 1], "symmetric" is [-1, 1].
 VALUE_RANGES = ("unit", "symmetric")
-#: How data of another size is brought to a model's ``image_size``.
-FITS = ("resize", "pad")
+#: How an image of another size or shape becomes a model's ``image_size`` square (``--fit``):
+#: crop: the centred square, then resized; pad: centred on black to a square, then padded up to
+#: the size (MNIST 28 -> 32) or resized down to it; resize: stretched, aspect ratio not kept.
+FITS = ("crop", "pad", "resize")
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,11 @@ class GenerativeModel(nn.Module):
     """Base class of every gentk model: networks as attributes, plus how to train and sample.
 
     Subclasses set ``image_size``, ``channels``, ``value_range`` and ``fit``
-    ("resize" or "pad": how data of another size is brought to ``image_size``),
+    (crop, pad or resize: how data of another size or shape is brought to
+    ``image_size``; ``--fit`` overrides it). A model whose options have
+    ``image_size`` or ``channels`` fields gets them as these attributes, and
+    gentk sets an options ``channels`` of None to the data's channel count
+    before building the model.
     and implement :meth:`phases`, :meth:`noise`, :meth:`sample` and
     :meth:`compute_loss`. A class-conditional model sets ``conditional = True``
     and ``num_classes``, and its :meth:`sample` takes ``labels``.
@@ -89,7 +95,7 @@ class GenerativeModel(nn.Module):
     image_size: int = 28
     channels: int = 1
     value_range: str = "unit"
-    fit: str = "resize"
+    fit: str = "crop"
     #: The name the model was registered under (set by gentk when it builds the model).
     model_name: str | None = None
     #: True for models whose ``sample(noise, labels)`` draws from given classes.
@@ -104,6 +110,11 @@ class GenerativeModel(nn.Module):
     def __init__(self, options):
         super().__init__()
         self.options = options
+        # Data-shaped options (``--image-size``, ``--channels``) decide the networks a subclass builds next.
+        if getattr(options, "image_size", None) is not None:
+            self.image_size = options.image_size
+        if getattr(options, "channels", None) is not None:
+            self.channels = options.channels
 
     def networks(self) -> dict[str, nn.Module]:
         """The named networks, for parameter counts and phase optimizers."""

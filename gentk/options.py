@@ -20,6 +20,17 @@ def option(default, help: str, choices: tuple | None = None, min=None, max=None,
                                                         "below": below})
 
 
+def image_size_option(sizes: tuple[int, ...], default: int):
+    """An ``image_size`` option field (``--image-size``) for a model whose networks exist at ``sizes``."""
+    return option(default, f"Image side in pixels, one of {', '.join(map(str, sizes))}; how the networks "
+                           "scale: gentk models MODEL --image-size N.", choices=tuple(sizes))
+
+
+def channels_option():
+    """A ``channels`` option field (``--channels``): None until gentk sets it to the data's channels."""
+    return option(None, "Image channels, 1 or 3; default: the data's (3 if any image has colour).", choices=(1, 3))
+
+
 def _fields(cls):
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):

@@ -41,6 +41,30 @@ def tiny_image_folder(root: str | Path, n_train: int = 48, n_test: int = 16, siz
     return f"folder:{root}"
 
 
+def rgb_image_folder(root: str | Path, per_class: int = 8, classes: int = 3, seed: int = 0,
+                     gray_every: int = 5) -> str:
+    """Photos as users have them, small: class subfolders (``cat``, ``dog``, ... ) of PNG and JPEG
+    images of mixed sizes and aspect ratios (16-48 pixels a side), mostly RGB, every
+    ``gray_every``-th one grayscale; each class has its own dominant colour. Returns ``folder:ROOT``."""
+    from PIL import Image
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    names = ["cat", "dog", "eel", "fox", "gnu", "hen", "jay", "koi", "owl", "yak"]
+    for k in range(classes):
+        folder = root / (names[k] if k < len(names) else f"class{k}")
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            h, w = (int(v) for v in rng.integers(16, 49, size=2))
+            pixels = rng.integers(0, 120, size=(h, w, 3)).astype(np.uint8)
+            pixels[..., k % 3] += np.uint8(120)
+            img = Image.fromarray(pixels)
+            if gray_every and i % gray_every == gray_every - 1:
+                img = img.convert("L")
+            img.save(folder / f"{i:04d}.{'jpg' if i % 2 else 'png'}")
+    return f"folder:{root}"
+
+
 @contextmanager
 def registered(plugin, name: str):
     """Register ``plugin`` (a module or an object with @gentk.hookimpl methods) for the block.

@@ -346,10 +346,10 @@ def test_16_bit_images_are_scaled_not_clipped(tmp_path):
     for i in range(4):
         pixels = (np.arange(28 * 28).reshape(28, 28) * 80 + i).clip(0, 65535).astype(np.uint16)
         Image.fromarray(pixels).save(folder / f"{i}.png")
-    ds = load_dataset(f"folder:{folder}")
-    assert ds.train.dtype == np.uint8
-    assert (ds.train == 255).mean() < 0.01  # clipped, 99.7% of the pixels were white
-    assert ds.train[0, 0, 14, 0] == round(14 * 28 * 80 / 257)
+    train = load_dataset(f"folder:{folder}").fitted(28, 1, "crop").train.load()
+    assert train.dtype == np.uint8
+    assert (train == 255).mean() < 0.01  # clipped, 99.7% of the pixels were white
+    assert train[0, 0, 14, 0] == round(14 * 28 * 80 / 257)
 
 
 def test_float_images_are_refused(gentk_cli, tmp_path):

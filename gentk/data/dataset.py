@@ -8,6 +8,24 @@ import numpy as np
 
 
 @dataclass
+class FittedData:
+    """Both splits at a model's size and channels: uint8 arrays in memory, or
+    :class:`~gentk.data.diskimages.DiskImages` on disk (read batch by batch)."""
+
+    train: object
+    test: object
+    train_labels: np.ndarray | None
+    test_labels: np.ndarray | None
+    #: How the images were fitted and where they come from ("decoded into the cache", "from cache").
+    note: str = ""
+
+    @property
+    def nbytes(self) -> int:
+        """Decoded bytes of both splits (the test split once when it is the training images)."""
+        return self.train.nbytes + (0 if self.test is self.train else self.test.nbytes)
+
+
+@dataclass
 class Dataset:
     """Images as uint8 N x C x H x W, both splits, and where they came from.
 
@@ -24,6 +42,9 @@ class Dataset:
     test_labels: np.ndarray | None = None
     class_names: list[str] | None = None
 
+    #: What the data are, for --resume to notice they changed (a folder's file list); None: fixed data.
+    fingerprint = None
+
     @property
     def num_classes(self) -> int | None:
         if self.class_names is not None:
@@ -32,3 +53,16 @@ class Dataset:
             return None
         labels = [a for a in (self.train_labels, self.test_labels) if a is not None and len(a)]
         return int(max(int(a.max()) for a in labels)) + 1 if labels else None
+
+    @property
+    def channels(self) -> int:
+        """1 if the data are grayscale, 3 if they have colour."""
+        return max(self.train.shape[1], self.test.shape[1])
+
+    def fitted(self, size: int, channels: int, fit: str, console=None, progress: bool = True) -> FittedData:
+        """Both splits at ``size`` x ``size`` with ``channels``, fitted as ``fit`` says."""
+        from .fitting import fit_images
+
+        train = fit_images(self.train, size, channels, fit).numpy()
+        test = train if self.test is self.train else fit_images(self.test, size, channels, fit).numpy()
+        return FittedData(train, test, self.train_labels, self.test_labels)

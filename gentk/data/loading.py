@@ -43,8 +43,12 @@ def load_dataset(spec: str, data_root: str | Path | None = None, registry=None) 
 
 def check_dataset(dataset, who: str) -> Dataset:
     """A dataset a plugin returned, checked before any of it reaches a model."""
+    from .image_folder import FolderDataset
+
     if not isinstance(dataset, Dataset):
         raise PluginError(f"{who}: load returned a {type(dataset).__name__}, not a gentk.data.Dataset")
+    if isinstance(dataset, FolderDataset):  # gentk's own listing, checked as it was made; pixels come later
+        return dataset
     for split in ("train", "test"):
         x = getattr(dataset, split)
         if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3):

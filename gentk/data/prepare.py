@@ -1,58 +1,16 @@
-"""Fit images to a model (size, channels), keep them on the device, and draw shuffled batches."""
+"""Keep fitted images on the device and draw shuffled batches of them."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import UsageError
 from ..model import Batch
-
-_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-
-
-def fit_images(images: np.ndarray, size: int, channels: int, fit: str = "resize",
-               chunk: int = 4096) -> torch.Tensor:
-    """uint8 N x C x H x W -> uint8 N x channels x size x size.
-
-    "pad" centres smaller images with zeros (MNIST 28 -> 32 for SSGAN);
-    "resize" is bilinear with antialiasing, rounded back to uint8 as an image
-    library would, so the data a model sees are real 8-bit images.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    n, c, h, w = x.shape
-    out = []
-    for start in range(0, n, chunk):
-        part = x[start:start + chunk]
-        if c != channels:
-            part = _convert_channels(part, channels)
-        if (h, w) != (size, size):
-            part = _pad(part, size) if fit == "pad" and h <= size and w <= size else _resize(part, size)
-        out.append(part)
-    return torch.cat(out) if out else x
-
-
-def _convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    if x.shape[1] == 3 and channels == 1:
-        gray = (x.float() * _LUMA).sum(1, keepdim=True)
-        return gray.round().clamp(0, 255).to(torch.uint8)
-    if x.shape[1] == 1 and channels == 3:
-        return x.expand(-1, 3, -1, -1).contiguous()
-    raise UsageError(f"cannot convert {x.shape[1]}-channel images to {channels} channels")
-
-
-def _pad(x: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    top, left = (size - h) // 2, (size - w) // 2
-    return F.pad(x, (left, size - w - left, top, size - h - top))
-
-
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return y.round().clamp(0, 255).to(torch.uint8)
+from .fitting import fit_images  # noqa: F401 - where gentk < 0.3 had it
 
 
 class DeviceImages:
@@ -80,11 +38,65 @@ class DeviceImages:
     def batch(self, indices: torch.Tensor) -> Batch:
         return self._batch(indices.to(self.images.device))
 
+    def prefetch(self, indices: torch.Tensor) -> None:
+        """Say which batch comes next (images already on the device need nothing)."""
+
     def batches(self, batch_size: int, limit: int | None = None):
         """Consecutive batches in order (held-out evaluation)."""
         n = len(self) if limit is None else min(limit, len(self))
         for start in range(0, n, batch_size):
             yield self._batch(slice(start, min(start + batch_size, n)))
+
+
+class StreamedImages(DeviceImages):
+    """Images that stay where they are (the on-disk cache, or an array in RAM) and reach the
+    device one batch at a time, the next batch read while the current one trains (pinned on CUDA).
+
+    ``rows`` picks (and orders) the images used (``--data-fraction``); batch indices are
+    positions in it, exactly as DeviceImages' are, so a run draws the same images either way.
+    """
+
+    def __init__(self, source, device: torch.device, value_range: str, labels: torch.Tensor | None = None,
+                 num_classes: int | None = None, rows: np.ndarray | None = None):
+        self.source, self.device, self.value_range = source, device, value_range
+        self.rows = rows
+        self.labels = labels.to(device=device, dtype=torch.int64) if labels is not None else None
+        self.num_classes = num_classes if labels is not None else None
+        self._pin = device.type == "cuda"
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gentk-prefetch")
+        self._pending: tuple[np.ndarray, Future] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows) if self.rows is not None else len(self.source)
+
+    def _read(self, positions: np.ndarray) -> torch.Tensor:
+        rows = self.rows[positions] if self.rows is not None else positions
+        array = self.source.read(rows) if hasattr(self.source, "read") else self.source[rows]
+        images = torch.from_numpy(array)
+        return images.pin_memory() if self._pin else images
+
+    def _batch(self, index) -> Batch:
+        if isinstance(index, slice):
+            positions = np.arange(index.start, index.stop)
+        else:
+            positions = index.cpu().numpy().astype(np.int64)
+        pending, self._pending = self._pending, None
+        if pending is not None and np.array_equal(pending[0], positions):
+            images = pending[1].result()
+        else:
+            images = self._read(positions)
+        labels = self.labels[torch.from_numpy(positions).to(self.labels.device)] if self.labels is not None else None
+        return Batch(self.to_float(images.to(self.device, non_blocking=self._pin)), labels, self.num_classes)
+
+    def batch(self, indices: torch.Tensor) -> Batch:
+        return self._batch(indices)
+
+    def prefetch(self, indices: torch.Tensor) -> None:
+        positions = indices.cpu().numpy().astype(np.int64)
+        self._pending = (positions, self._reader.submit(self._read, positions))
+
+    def close(self) -> None:
+        self._reader.shutdown(wait=True)
 
 
 @dataclass
@@ -141,6 +153,14 @@ class BatchStream:
             self.epoch += 1
             self.cursor = 0
         return indices
+
+    def peek(self) -> torch.Tensor:
+        """The indices the next :meth:`next` returns, without moving (for prefetching)."""
+        saved = (self.epoch, self.cursor)
+        try:
+            return self.next()
+        finally:
+            self.epoch, self.cursor = saved
 
     def position(self) -> dict:
         return {"epoch": self.epoch, "cursor": self.cursor}

@@ -21,7 +21,9 @@ from rich.markup import escape
 
 from ..checkpoint import list_checkpoints
 from ..config import CUDAGRAPH_MODES, TrainConfig, identity_differences, make_config, plugin_differences, resolve_device
-from ..data import BatchStream, DeviceImages, fit_images, load_dataset
+from ..data import BatchStream, DeviceImages, load_dataset
+from ..data.memory import human, max_data_memory
+from ..data.prepare import StreamedImages
 from ..distributed import Distributed
 from ..errors import ConfigMismatchError, GentkError, PluginError, RunDirError, UsageError
 from ..images import save_grid
@@ -102,6 +104,9 @@ class Trainer:
             diffs = identity_differences(saved, asked)
             if "plugins" in saved:  # runs from before gentk recorded plugins have nothing to compare
                 diffs += plugin_differences(saved["plugins"], asked["plugins"])
+            if saved.get("data_fingerprint") and saved["data_fingerprint"] != asked.get("data_fingerprint"):
+                diffs.append(f"--data {self.config.data} (its files changed since the run was trained: added, "
+                             "removed or modified; resume with the data as they were)")
             if diffs:
                 raise ConfigMismatchError(f"{run.path} was trained with other settings: {'; '.join(diffs)}; "
                                           "restore them to resume, or start a new --run-dir")
@@ -132,32 +137,63 @@ class Trainer:
         return {"phases": [p.name for p in self.phases] if multi else [], "progress": list(progress),
                 "figures": {name: [list(panel) for panel in panels] for name, panels in model.figures.items()}}
 
-    def _load_data(self, model: GenerativeModel, device: torch.device):
+    def _open_data(self):
+        """The dataset as listed (a folder's files, a downloaded array): its labels and channels,
+        before anything is decoded. Rank 0 first, so ranks never fetch over each other."""
         cfg = self.config
-        # Rank 0 fills the dataset cache first, so ranks never download over each other.
         dataset = self.dist.call(lambda: load_dataset(cfg.data, cfg.data_root, self.registry), main_only=True)
         if dataset is None:
             dataset = load_dataset(cfg.data, cfg.data_root, self.registry)
-        self.console.print(f"[dim]data: {escape(dataset.source)}[/dim]")
+        cfg.data_fingerprint = dataset.fingerprint
+        if dataset.num_classes is not None:
+            cfg.class_names = list(dataset.class_names or map(str, range(dataset.num_classes)))
+        options = cfg.options
+        if "channels" in options and options["channels"] is None:  # the model's --channels: from the data
+            options["channels"] = dataset.channels
+        return dataset
+
+    def _load_data(self, model: GenerativeModel, device: torch.device, dataset):
+        cfg = self.config
         classes = dataset.num_classes
         if model.conditional and classes is None:
             raise UsageError(f"model {cfg.model} is conditional and needs labelled data; --data {cfg.data} has "
-                             "no labels (use mnist, fashion-mnist, or a folder with one subfolder per class)")
+                             "no labels (use mnist, fashion-mnist, cifar10, or a folder with one subfolder per class)")
         if model.conditional and classes > model.num_classes:
             raise UsageError(f"--data {cfg.data} has {classes} classes; model {cfg.model} was built for "
                              f"{model.num_classes}")
-        train, train_labels = fit_images(dataset.train, model.image_size, model.channels, model.fit), dataset.train_labels
+        fit = cfg.fit or model.fit
+
+        def fitted():
+            return dataset.fitted(model.image_size, model.channels, fit, self.console, self.show_progress)
+
+        data = self.dist.call(fitted, main_only=True) or fitted()  # rank 0 fills the cache; the others open it
+        rows = None
         if cfg.data_fraction < 1:
-            keep = max(2, int(round(len(train) * cfg.data_fraction)))
-            subset = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:keep].sort().values
-            train = train[subset]
-            train_labels = train_labels[subset.numpy()] if train_labels is not None else None
-        if cfg.batch_size > len(train):
-            raise UsageError(f"--batch-size {cfg.batch_size} is more than the {len(train)} training images of "
-                             f"--data {cfg.data}; use at most --batch-size {len(train)}")
-        test = fit_images(dataset.test, model.image_size, model.channels, model.fit)
-        return (DeviceImages(train, device, model.value_range, _labels(train_labels), classes),
-                DeviceImages(test, device, model.value_range, _labels(dataset.test_labels), classes))
+            keep = max(2, int(round(len(data.train) * cfg.data_fraction)))
+            rows = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))[:keep].sort().values
+            rows = rows.numpy()
+        used = len(data.train) if rows is None else len(rows)
+        if cfg.batch_size > used:
+            raise UsageError(f"--batch-size {cfg.batch_size} is more than the {used} training images of "
+                             f"--data {cfg.data}; use at most --batch-size {used}")
+        row_bytes = data.train.nbytes // max(1, len(data.train))
+        nbytes = used * row_bytes + (0 if data.test is data.train else data.test.nbytes)
+        limit = max_data_memory(cfg.max_data_memory, device)
+        streamed = nbytes > limit
+        where = (f"{human(nbytes)}, read from disk batch by batch (above --max-data-memory {human(limit)})"
+                 if streamed else f"{human(nbytes)} on {device.type}")
+        note = f"; {data.note}" if data.note else ""
+        self.console.print(f"[dim]data: {escape(dataset.source)}{escape(note)}; {where}[/dim]", highlight=False)
+        train_labels = data.train_labels if rows is None or data.train_labels is None else data.train_labels[rows]
+        if streamed:
+            return (StreamedImages(data.train, device, model.value_range, _labels(train_labels), classes, rows),
+                    StreamedImages(data.test, device, model.value_range, _labels(data.test_labels), classes))
+        train = _in_memory(data.train)
+        test = train if data.test is data.train else _in_memory(data.test)
+        if rows is not None:
+            train = train[rows]
+        return (DeviceImages(torch.from_numpy(train), device, model.value_range, _labels(train_labels), classes),
+                DeviceImages(torch.from_numpy(test), device, model.value_range, _labels(data.test_labels), classes))
 
     def _build(self):
         """The model on the device, its phases and one optimizer per phase."""
@@ -208,9 +244,10 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------
     def train(self) -> dict:
         # Everything that can be refused is checked before the run directory is touched.
+        dataset = self._open_data()
         self.model, self.phases, self.optimizers = self._build()
         self.dist.call(self._check_run_dir, main_only=True)
-        data = self._load_data(self.model, self.device)
+        data = self._load_data(self.model, self.device, dataset)
         existed = self.run.path.exists()
         try:
             self.dist.call(self._prepare_run_dir, main_only=True)
@@ -220,6 +257,9 @@ class Trainer:
             self._ended(exc)
             raise
         finally:
+            for images in data:
+                if isinstance(images, StreamedImages):
+                    images.close()
             self.loggers.close()
             if self.metrics is not None:
                 self.metrics.discard()
@@ -392,7 +432,11 @@ class Trainer:
             opt = optimizers[phase.name]
             sums: dict = {}
             for _ in range(phase.repeat):
-                batch = train.batch(stream.next()) if phase.uses_data else None
+                if phase.uses_data:
+                    batch = train.batch(stream.next())
+                    train.prefetch(stream.peek())  # read from disk while this batch trains (streamed data)
+                else:
+                    batch = None
                 opt.zero_grad(set_to_none=True)
                 with amp.autocast():
                     out = self.registry.model_hook("compute_loss", model, phase=phase.name, batch=batch, state=state)
@@ -418,6 +462,11 @@ class Trainer:
                 values[name] = value / phase.repeat if phase.repeat > 1 else value
                 self.metrics.phase_of[name] = phase.name
         return values
+
+
+def _in_memory(images):
+    """A split as one array in RAM (read whole from the on-disk cache if it is there)."""
+    return images.load() if hasattr(images, "load") else images
 
 
 def _labels(labels):

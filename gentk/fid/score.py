@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from ..version import __version__
 from ..config import TrainConfig, resolve_device
-from ..data import fit_images, load_dataset
+from ..data import load_dataset
 from ..data.cache import gentk_home
 from ..data.folder import read_images
 from ..errors import DataError, UsageError
@@ -174,19 +174,29 @@ def reference_stats(images: torch.Tensor, name: str, extract, console: Console,
     return stats, str(path)
 
 
-def _run_reference(cfg, model, num_reference: int | None, extract, settings: FidSettings):
+def _run_reference(cfg, model, num_reference: int | None, extract, settings: FidSettings, notes: list[str]):
     """The run's test split fitted as its model sees images, and that split's (cached) statistics."""
+    if num_reference is not None and num_reference < 2:
+        raise UsageError(f"--num-reference must be at least 2 (got {num_reference})")
     dataset = load_dataset(cfg.data, cfg.data_root)
-    reference = fit_images(dataset.test, model.image_size, model.channels, model.fit)
-    if num_reference is not None:
-        if num_reference < 2:
-            raise UsageError(f"--num-reference must be at least 2 (got {num_reference})")
-        reference = reference[:num_reference]
+    if cfg.data_fingerprint and dataset.fingerprint and cfg.data_fingerprint != dataset.fingerprint:
+        notes.append(f"--data {cfg.data} changed since this run was trained: the reference is the data as they are now")
+    fitted = dataset.fitted(model.image_size, model.channels, cfg.fit or model.fit, settings.console)
+    test = fitted.test
+    count = len(test) if num_reference is None else min(num_reference, len(test))
+    reference = torch.from_numpy(test.read_range(0, count) if hasattr(test, "read_range") else test[:count])
     name = f"folder-{Path(cfg.data[len('folder:'):]).name}" if cfg.data.startswith("folder:") else cfg.data
     slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
     ref_stats, ref_path = reference_stats(reference, f"{slug}-test", extract, settings.console,
                                           settings.dist or SINGLE)
     return reference, ref_stats, ref_path
+
+
+def _check_features(settings: FidSettings, model, cfg) -> None:
+    """The MNIST classifier reads 28x28 grayscale digits; colour images it would score as noise."""
+    if settings.features == "mnist-classifier" and model.channels != 1:
+        raise UsageError(f"--features mnist-classifier reads grayscale digits; this run's data ({cfg.data}) has "
+                         f"{model.channels} channels: use --features inception")
 
 
 def fid_of_samples(run_dir: str | Path, folder: str | Path, settings: FidSettings,
@@ -207,9 +217,10 @@ def fid_of_samples(run_dir: str | Path, folder: str | Path, settings: FidSetting
     shape = (model.channels, model.image_size, model.image_size)
     if tuple(samples.shape[1:]) != shape:
         raise DataError(f"{folder} holds {tuple(samples.shape[1:])} images; model {cfg.model} makes {shape}")
+    _check_features(settings, model, cfg)
     extract = _extractor(settings)
-    _, ref_stats, ref_path = _run_reference(cfg, model, num_reference, extract, settings)
     notes: list[str] = []
+    _, ref_stats, ref_path = _run_reference(cfg, model, num_reference, extract, settings, notes)
     score = frechet_distance(stats_from_features(extract(samples, label="samples")), ref_stats, notes)
     classes = _classes(extract)
     notes += [w for c in (samples.shape[0], ref_stats.count) if (w := singular_warning(c, extract.dims))]
@@ -239,9 +250,10 @@ def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10
     extract = _extractor(settings)
     loaded = load_run(run_dir, checkpoint, device=str(extract.device))
     model, cfg = loaded.model, loaded.config
-    reference, ref_stats, ref_path = _run_reference(cfg, model, num_reference, extract, settings)
-
+    _check_features(settings, model, cfg)
     notes: list[str] = []
+    reference, ref_stats, ref_path = _run_reference(cfg, model, num_reference, extract, settings, notes)
+
     samples = to_uint8(loaded.sample(num_samples, seed=seed))
     scores = {"samples": frechet_distance(stats_from_features(extract(samples, label="samples")), ref_stats, notes)}
     classes = _classes(extract)

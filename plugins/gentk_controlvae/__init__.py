@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from gentk import ModelSpec, TrainDefaults, hookimpl, option
 from gentk.errors import UsageError
+from gentk.options import channels_option, image_size_option
 from gentk_vae import VAEModel
+from gentk_vae.networks import IMAGE_SIZES
 
 from .controller import PIController
 
@@ -25,6 +27,8 @@ class ControlVAEOptions:
     i_init: float = option(0.0, "Initial integral term.")
     anti_windup: str = option("conditional", "conditional: freeze I only when saturated and pushed further; "
                               "seed: the report's rule (can latch at beta_min).", choices=("conditional", "seed"))
+    image_size: int = image_size_option(IMAGE_SIZES, 64)
+    channels: int | None = channels_option()
 
 
 class ControlVAEModel(VAEModel):

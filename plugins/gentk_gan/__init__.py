@@ -8,12 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from gentk import ModelSpec, Phase, TrainDefaults, hookimpl, option
+from gentk.options import channels_option, image_size_option
 from gentk.optim import fast
 
 from .model import GANPair
-from .networks import Discriminator, Generator
+from .networks import IMAGE_SIZES, Discriminator, Generator
 
-__all__ = ["Discriminator", "GANModel", "GANOptions", "GANPair", "Generator", "bce"]
+__all__ = ["IMAGE_SIZES", "Discriminator", "GANModel", "GANOptions", "GANPair", "Generator", "bce"]
 
 
 @dataclass
@@ -23,6 +24,8 @@ class GANOptions:
     adam_beta2: float = option(0.999, "Adam beta2 for both networks.", min=0, below=1)
     ema: float = option(0.0, "Decay of an exponential moving average of the generator used for samples "
                              "(0 = off; 0.999 is typical).", min=0, below=1)
+    image_size: int = image_size_option(IMAGE_SIZES, 28)
+    channels: int | None = channels_option()
 
 
 def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -60,5 +63,5 @@ def register_models(register):
         model=GANModel,
         options=GANOptions,
         defaults=TrainDefaults(epochs=10, batch_size=128, lr=1e-3),
-        description="Non-saturating GAN with BCE losses on 28x28 MNIST (seed section 2-1)",
+        description="Non-saturating GAN with BCE losses; 28x28 MNIST by default (seed section 2-1)",
     ))

@@ -12,7 +12,8 @@ from .networks import Discriminator, Generator
 
 
 class GANPair(GenerativeModel):
-    """Seed-sized networks on 28x28 images in [-1, 1]; subclasses say how to train them.
+    """The seed's networks on images in [-1, 1] (28x28 unless ``options.image_size`` says otherwise,
+    one channel unless ``options.channels``); subclasses say how to train them.
 
     With ``options.ema > 0`` an exponential moving average of the generator
     (``generator_ema``) is kept and used for samples, grids and FID.
@@ -21,12 +22,12 @@ class GANPair(GenerativeModel):
     image_size = 28
     channels = 1
     value_range = "symmetric"
-    fit = "resize"
+    fit = "crop"
 
     def __init__(self, options):
         super().__init__(options)
-        self.generator = Generator(options.noise_dim)
-        self.discriminator = Discriminator()
+        self.generator = Generator(options.noise_dim, self.channels, self.image_size)
+        self.discriminator = Discriminator(self.channels, self.image_size)
         self.generator_ema = None
         if getattr(options, "ema", 0.0) > 0:
             self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)

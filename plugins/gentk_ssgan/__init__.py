@@ -9,9 +9,10 @@ import torch.nn.functional as F
 
 from gentk import GenerativeModel, ModelSpec, Phase, TrainDefaults, hookimpl, option
 from gentk.optim import fast
+from gentk.options import channels_option, image_size_option
 from gentk_gan import bce
 
-from .networks import Discriminator, Generator
+from .networks import IMAGE_SIZES, Discriminator, Generator
 
 __all__ = ["SSGANModel", "SSGANOptions", "rotate_batch"]
 
@@ -25,6 +26,8 @@ class SSGANOptions:
                                             "images (the seed does; the SSGAN paper does not).")
     adam_beta1: float = option(0.9, "Adam beta1 for both networks.", min=0, below=1)
     adam_beta2: float = option(0.99, "Adam beta2 for both networks.", min=0, below=1)
+    image_size: int = image_size_option(IMAGE_SIZES, 32)
+    channels: int | None = channels_option()
 
 
 def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,8 +46,8 @@ class SSGANModel(GenerativeModel):
 
     def __init__(self, options: SSGANOptions):
         super().__init__(options)
-        self.generator = Generator(options.noise_dim)
-        self.discriminator = Discriminator()
+        self.generator = Generator(options.noise_dim, self.channels, self.image_size)
+        self.discriminator = Discriminator(self.channels, self.image_size)
 
     def phases(self, lr: float):
         betas = (self.options.adam_beta1, self.options.adam_beta2)
@@ -93,7 +96,7 @@ def register_models(register):
         model=SSGANModel,
         options=SSGANOptions,
         defaults=TrainDefaults(epochs=45, batch_size=64, lr=6e-6, data_fraction=0.25),
-        description="Self-supervised GAN with a rotation-prediction task, 32x32 (seed section 2-3)",
+        description="Self-supervised GAN with a rotation-prediction task, 32x32 by default (seed section 2-3)",
         presets={"paper": {"alpha": 1.0, "beta": 0.2, "lr": 2e-4, "adam_beta1": 0.0, "adam_beta2": 0.9,
                            "d_rotation_on_fake": False}},
     ))

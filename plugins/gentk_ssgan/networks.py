@@ -1,4 +1,8 @@
-"""The seed report's SSGAN networks for 1x32x32 images (section 2-3).
+"""The seed report's SSGAN networks (section 2-3), for 32x32 (the seed's) or 64x64 images, 1 or 3 channels.
+
+At 64x64 the generator has a fourth up-sampling residual block (4 -> 64) and the
+discriminator a third down-sampling one (64 -> 33 -> 17 -> 9); the discriminator
+sums over space, so its heads are the same at both sizes.
 
 One listing error is fixed: G_Residual's second convolution takes
 ``out_channels`` inputs (the listing wrote ``in_channels``; equal here, so the
@@ -10,6 +14,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.utils import spectral_norm
+
+#: The sizes the networks are defined for (``--image-size``).
+IMAGE_SIZES = (32, 64)
+
+
+def up_blocks(image_size: int) -> int:
+    """Residual blocks that double 4x4 to the image size."""
+    if image_size not in IMAGE_SIZES:
+        raise ValueError(f"image_size must be one of {IMAGE_SIZES} (got {image_size})")
+    return {32: 3, 64: 4}[image_size]
 
 
 class GResidual(nn.Module):
@@ -29,13 +43,13 @@ class GResidual(nn.Module):
 
 
 class Generator(nn.Module):
-    def __init__(self, noise_dim: int = 128, channels: int = 1):
+    def __init__(self, noise_dim: int = 128, channels: int = 1, image_size: int = 32):
         super().__init__()
         self.model = nn.Sequential(
             nn.Linear(noise_dim, 256 * 4 * 4),
             nn.Unflatten(1, (256, 4, 4)),
             nn.BatchNorm2d(256),
-            GResidual(256, 256), GResidual(256, 256), GResidual(256, 256),
+            *(GResidual(256, 256) for _ in range(up_blocks(image_size))),
             nn.ReLU(),
             nn.Conv2d(256, channels, 3, 1, 1),
             nn.Tanh(),
@@ -68,11 +82,12 @@ class DResidual(nn.Module):
 class Discriminator(nn.Module):
     """Returns (real/fake logit, 4 rotation logits) per image; 32 -> 17 -> 9 spatially."""
 
-    def __init__(self, channels: int = 1):
+    def __init__(self, channels: int = 1, image_size: int = 32):
         super().__init__()
+        extra_down = up_blocks(image_size) - 3
         self.model = nn.Sequential(
             DResidual(channels, 128, start=True, down=True),
-            DResidual(128, 128, down=True),
+            *(DResidual(128, 128, down=True) for _ in range(1 + extra_down)),
             DResidual(128, 128),
             DResidual(128, 128),
             nn.ReLU(),

@@ -14,5 +14,5 @@ def register_models(register):
         model=VAEModel,
         options=VAEOptions,
         defaults=TrainDefaults(epochs=250, batch_size=64, lr=1e-4),
-        description="Convolutional VAE on 64x64 images (seed section 1-2)",
+        description="Convolutional VAE, 64x64 by default (seed section 1-2)",
     ))

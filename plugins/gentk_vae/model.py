@@ -8,15 +8,18 @@ import torch
 import torch.nn.functional as F
 
 from gentk import GenerativeModel, Phase, option
+from gentk.options import channels_option, image_size_option
 from gentk.optim import fast
 
-from .networks import Decoder, Encoder
+from .networks import IMAGE_SIZES, Decoder, Encoder
 
 
 @dataclass
 class VAEOptions:
     dim_z: int = option(10, "Size of the latent code.", min=1, max=4096)
     beta: float = option(1.0, "Constant weight of the KL term (1 is the plain VAE of the seed).", min=0)
+    image_size: int = image_size_option(IMAGE_SIZES, 64)
+    channels: int | None = channels_option()
 
 
 def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -33,13 +36,13 @@ class VAEModel(GenerativeModel):
     image_size = 64
     channels = 1
     value_range = "unit"
-    fit = "resize"
+    fit = "crop"
     progress_metrics = ("loss", "kl", "beta")
 
     def __init__(self, options: VAEOptions):
         super().__init__(options)
-        self.encoder = Encoder(options.dim_z)
-        self.decoder = Decoder(options.dim_z)
+        self.encoder = Encoder(options.dim_z, self.channels, self.image_size)
+        self.decoder = Decoder(options.dim_z, self.channels, self.image_size)
 
     def phases(self, lr: float) -> list[Phase]:
         return [Phase("vae", ["encoder", "decoder"], lambda params: fast(torch.optim.Adam, params, lr=lr))]

@@ -8,7 +8,8 @@ import torch
 
 from gentk import ModelSpec, Phase, TrainDefaults, hookimpl, option
 from gentk.optim import fast
-from gentk_gan import GANPair
+from gentk.options import channels_option, image_size_option
+from gentk_gan import IMAGE_SIZES, GANPair
 
 __all__ = ["WGANModel", "WGANOptions", "clip_weights", "gradient_penalty"]
 
@@ -23,6 +24,8 @@ class WGANOptions:
                                           "with --n-critic 5 as in the paper; 0 = the seed's clipping). "
                                           "Uses Adam (0, 0.9) instead of RMSprop.", min=0)
     ema: float = option(0.0, "Decay of an EMA of the generator used for samples (0 = off).", min=0, below=1)
+    image_size: int = image_size_option(IMAGE_SIZES, 28)
+    channels: int | None = channels_option()
 
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ The generator sees the class through a learned embedding concatenated to its
 noise; the discriminator is a projection discriminator (Miyato & Koyama 2018):
 ``D(x, y) = psi(phi(x)) + <embed(y), phi(x)>``, so it judges "is this a real
 image of class y", not only "is this real". Non-saturating BCE losses, Adam
-(2e-4, betas 0.5/0.999), DCGAN-sized networks for 28x28 images.
+(2e-4, betas 0.5/0.999), DCGAN-sized networks for 28x28 images, grayscale or RGB
+(``channels`` below: gentk sets it to the data's, as for its own models).
 
 Everything the model does is on the class: gentk calls ``compute_loss``,
 ``sample`` and friends through its hooks, so the plugin registers one
@@ -21,6 +22,7 @@ from torch import nn
 
 import gentk
 from gentk import Batch, GenerativeModel, ModelSpec, Phase, TrainDefaults, option
+from gentk.options import channels_option
 
 
 @dataclass
@@ -29,6 +31,7 @@ class CGANOptions:
     num_classes: int = option(10, "Classes the model can draw (the data's labels must lie in 0 .. N-1).", min=1, max=100_000)
     embed_dim: int = option(16, "Size of the generator's class embedding.", min=1, max=4096)
     width: int = option(64, "Channels of the first discriminator layer (the generator mirrors it).", min=1, max=1024)
+    channels: int | None = channels_option()  # None: gentk fills in the data's (1 or 3) before building
 
 
 class Generator(nn.Module):
@@ -40,7 +43,7 @@ class Generator(nn.Module):
             nn.Linear(o.noise_dim + o.embed_dim, 2 * w * 7 * 7), nn.Unflatten(1, (2 * w, 7, 7)),
             nn.BatchNorm2d(2 * w), nn.ReLU(),
             nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU(),  # 7 -> 14
-            nn.ConvTranspose2d(w, 1, 4, 2, 1), nn.Tanh(),  # 14 -> 28
+            nn.ConvTranspose2d(w, o.channels or 1, 4, 2, 1), nn.Tanh(),  # 14 -> 28
         )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -52,7 +55,7 @@ class ProjectionDiscriminator(nn.Module):
         super().__init__()
         w = o.width
         self.features = nn.Sequential(
-            nn.Conv2d(1, w, 4, 2, 1), nn.LeakyReLU(0.2),  # 28 -> 14
+            nn.Conv2d(o.channels or 1, w, 4, 2, 1), nn.LeakyReLU(0.2),  # 28 -> 14
             nn.Conv2d(w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),  # 14 -> 7
             nn.Flatten(),
         )
@@ -72,7 +75,7 @@ class CGAN(GenerativeModel):
     image_size = 28
     channels = 1
     value_range = "symmetric"  # batches arrive in [-1, 1]; samples must be too
-    fit = "resize"
+    fit = "crop"  # other sizes and shapes: the centred square, resized to 28x28
     conditional = True  # sample(noise, labels); gentk needs labelled data and balances grids and FID
 
     def __init__(self, options: CGANOptions):
