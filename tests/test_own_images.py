@@ -7,9 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from gentk.data import load_dataset
 from gentk.engine import train
@@ -17,20 +15,9 @@ from gentk.errors import ConfigMismatchError
 from gentk.testing import rgb_image_folder
 
 from conftest import TINY_TRAIN, last_line_error, metric_rows, one_line_error
+from test_train import assert_bitwise_equal, final_tensors
 
 TINY = dict(batch_size=8, device="cpu", eval_limit=16, progress=False)
-
-
-def final_tensors(run):
-    latest = (run / "checkpoints" / "latest").read_text().strip()
-    return load_file(run / "checkpoints" / f"{latest}.safetensors")
-
-
-def assert_bitwise_equal(a: dict, b: dict):
-    keys = [k for k in a if k.startswith(("model/", "optim/"))]
-    assert keys and set(keys) == {k for k in b if k.startswith(("model/", "optim/"))}
-    for k in keys:
-        assert torch.equal(a[k], b[k]), k
 
 
 @pytest.fixture
