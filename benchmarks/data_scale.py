@@ -42,10 +42,11 @@ START = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
 from gentk.data import load_dataset
+imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # torch alone is ~0.5 GB
 ds = load_dataset(sys.argv[1])
 fitted = ds.fitted(int(sys.argv[2]), ds.channels, "crop", progress=False)
 print(json.dumps({"seconds": time.perf_counter() - t0, "note": fitted.note, "images": len(fitted.train),
-                  "decoded_bytes": fitted.nbytes,
+                  "decoded_bytes": fitted.nbytes, "import_rss_bytes": imported,
                   "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
@@ -116,7 +117,8 @@ def main() -> None:
     assert "from cache" in second["note"], second["note"]
     print(f"first start (list, headers, decode): {first['seconds']:.1f} s, peak RSS "
           f"{first['peak_rss_bytes'] / 2**20:.0f} MiB; second start (from cache): {second['seconds']:.2f} s, "
-          f"peak RSS {second['peak_rss_bytes'] / 2**20:.0f} MiB; decoded {first['decoded_bytes'] / 2**20:.0f} MiB",
+          f"peak RSS {second['peak_rss_bytes'] / 2**20:.0f} MiB; decoded {first['decoded_bytes'] / 2**20:.0f} MiB; "
+          f"RSS after importing gentk (before any data) {first['import_rss_bytes'] / 2**20:.0f} MiB",
           flush=True)
     rounds = []
     for r in range(args.rounds):
@@ -136,6 +138,7 @@ def main() -> None:
         "first_start_s": round(first["seconds"], 2), "first_start_peak_rss_mib": round(first["peak_rss_bytes"] / 2**20),
         "second_start_s": round(second["seconds"], 2),
         "second_start_peak_rss_mib": round(second["peak_rss_bytes"] / 2**20),
+        "import_rss_mib": round(first["import_rss_bytes"] / 2**20),
         "train_steps": args.steps, "batch_size": 128,
         "memory_images_per_sec": [round(p["memory"]["images_per_sec"], 1) for p in rounds],
         "disk_images_per_sec": [round(p["disk"]["images_per_sec"], 1) for p in rounds],

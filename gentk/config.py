@@ -31,7 +31,7 @@ class TrainConfig:
     max_steps: int | None = setting(None, "Stop after this many steps (a step runs every phase once); "
                                           "default: as many as --epochs takes.")
     seed: int = setting(0, "Seed for weights, noise and data order; CPU runs repeat bitwise.")
-    data: str = setting("mnist", "Dataset: NAME or NAME:ARG, e.g. mnist, fashion-mnist, folder:PATH "
+    data: str = setting("mnist", "Dataset: NAME or NAME:ARG, e.g. mnist, fashion-mnist, cifar10, folder:PATH "
                                  "(a folder of images; class subfolders give labels); `gentk datasets` lists all.")
     data_root: str | None = setting(None, "Folder holding a dataset's downloaded files: torchvision's MNIST/raw or "
                                           "FashionMNIST/raw, or cifar-10-batches-py (or -bin).")
@@ -158,6 +158,11 @@ def identity_differences(saved: dict, asked: dict) -> list[str]:
                        "resume with the same --nproc / torchrun --nproc-per-node x --nnodes)")
         elif key != "world_size" and saved.get(key) != asked.get(key):
             out.append(f"--{key.replace('_', '-')} (run: {saved.get(key)!r}, now: {asked.get(key)!r})")
+    # A folder's fingerprint (its file list, sizes and times) is recorded, not asked for: runs of
+    # datasets without one, and runs from before gentk recorded it, have nothing to compare.
+    if saved.get("data_fingerprint") and saved["data_fingerprint"] != asked.get("data_fingerprint"):
+        out.append(f"--data {asked.get('data')} (its files changed since the run was trained: added, removed "
+                   "or modified; resume with the data as they were)")
     return out
 
 

@@ -115,6 +115,21 @@ def test_only_rank_zero_writes(tmp_path, env, data32):
     assert "images_per_sec" in json.loads((two / "metrics.jsonl").read_text().splitlines()[-1])
 
 
+def test_ranks_share_one_cache_and_stream_the_same_batches(tmp_path, env, data32):
+    """Rank 0 decodes the folder once; from disk (--max-data-memory 0) the job is bitwise the in-memory job."""
+    memory, disk = tmp_path / "memory", tmp_path / "disk"
+    base = ["train", "vae", "--data", data32, "--max-steps", "6", "--checkpoint-every", "6", "--batch-size", "4",
+            "--nproc", "2", *COMMON]
+    first = run(python_gentk() + base + ["--run-dir", memory], env)
+    second = run(python_gentk() + base + ["--run-dir", disk, "--max-data-memory", "0"], env)
+    assert "from cache" not in first.stderr and "from cache" in second.stderr, second.stderr
+    assert "read from disk" in second.stderr
+    assert len(list((Path(env["GENTK_HOME"]) / "folders").glob("*/*/manifest.json"))) == 1
+    a, b = final_tensors(memory), final_tensors(disk)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_kill_9_and_resume_under_torchrun_is_exact(tmp_path, env, data32):
     """SIGKILL the whole job after a checkpoint, resume with torchrun: bitwise equal to an uninterrupted job."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..fsutil import atomic_write_text
 from .dataset import Dataset, FittedData
 from .folder import GRAY_MODES, IMAGE_SUFFIXES, decode_workers, image_mode
 
@@ -182,7 +183,7 @@ def scan_channels(dataset: FolderDataset) -> int:
     channels = 3 if colour else 1
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"fingerprint": dataset.fingerprint, "channels": channels}))
+        atomic_write_text(record, json.dumps({"fingerprint": dataset.fingerprint, "channels": channels}))
     except OSError:
         pass  # a cache: an unwritable GENTK_HOME means reading the headers again next time
     return channels

@@ -38,6 +38,8 @@ class DeviceImages:
     def batch(self, indices: torch.Tensor) -> Batch:
         return self._batch(indices.to(self.images.device))
 
+    streamed = False  # the images are all on the device; nothing to read ahead
+
     def prefetch(self, indices: torch.Tensor) -> None:
         """Say which batch comes next (images already on the device need nothing)."""
 
@@ -65,6 +67,8 @@ class StreamedImages(DeviceImages):
         self._pin = device.type == "cuda"
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gentk-prefetch")
         self._pending: tuple[np.ndarray, Future] | None = None
+
+    streamed = True
 
     def __len__(self) -> int:
         return len(self.rows) if self.rows is not None else len(self.source)

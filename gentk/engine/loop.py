@@ -104,9 +104,6 @@ class Trainer:
             diffs = identity_differences(saved, asked)
             if "plugins" in saved:  # runs from before gentk recorded plugins have nothing to compare
                 diffs += plugin_differences(saved["plugins"], asked["plugins"])
-            if saved.get("data_fingerprint") and saved["data_fingerprint"] != asked.get("data_fingerprint"):
-                diffs.append(f"--data {self.config.data} (its files changed since the run was trained: added, "
-                             "removed or modified; resume with the data as they were)")
             if diffs:
                 raise ConfigMismatchError(f"{run.path} was trained with other settings: {'; '.join(diffs)}; "
                                           "restore them to resume, or start a new --run-dir")
@@ -434,7 +431,8 @@ class Trainer:
             for _ in range(phase.repeat):
                 if phase.uses_data:
                     batch = train.batch(stream.next())
-                    train.prefetch(stream.peek())  # read from disk while this batch trains (streamed data)
+                    if train.streamed:  # read the next batch from disk while this one trains
+                        train.prefetch(stream.peek())
                 else:
                     batch = None
                 opt.zero_grad(set_to_none=True)
