@@ -69,6 +69,11 @@ class Phase:
     ``networks`` names the attributes of the model whose parameters this phase
     updates; ``optimizer`` builds the optimizer from those parameters.
     A phase with ``uses_data`` gets a fresh real batch each repetition.
+    While it runs, the parameters of the model's other networks do not get
+    gradients (``requires_grad`` off, as Lightning's ``toggle_optimizer``):
+    a generator step still back-propagates through the discriminator to the
+    generator, but skips the discriminator's weight gradients it would throw
+    away. ``freeze_others=False`` keeps them, for a loss that reads them.
     """
 
     name: str
@@ -76,6 +81,7 @@ class Phase:
     optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
     repeat: int = 1
     uses_data: bool = True
+    freeze_others: bool = True
 
 
 class GenerativeModel(nn.Module):
@@ -86,8 +92,7 @@ class GenerativeModel(nn.Module):
     ``image_size``; ``--fit`` overrides it). A model whose options have
     ``image_size`` or ``channels`` fields gets them as these attributes, and
     gentk sets an options ``channels`` of None to the data's channel count
-    before building the model.
-    and implement :meth:`phases`, :meth:`noise`, :meth:`sample` and
+    before building the model. Subclasses implement :meth:`phases`, :meth:`noise`, :meth:`sample` and
     :meth:`compute_loss`. A class-conditional model sets ``conditional = True``
     and ``num_classes``, and its :meth:`sample` takes ``labels``.
     """

@@ -208,6 +208,7 @@ class Trainer:
             nets = model.networks()
             self.params = {p.name: [q for net in p.networks for q in nets[net].parameters()] for p in phases}
             optimizers = {p.name: p.optimizer(self.params[p.name]) for p in phases}
+            self.frozen = frozen_parameters(model, phases, self.params)
         if cfg.compile:
             for net in nets.values():
                 net.compile(mode=cfg.compile_mode)  # in place: parameter names, checkpoints and hooks see the same modules
@@ -424,42 +425,69 @@ class Trainer:
     def _step(self, model, phases, optimizers, state, train: DeviceImages, stream: BatchStream) -> dict:
         values: dict = {}
         multi = len(phases) > 1
-        amp = self.precision
         for phase in phases:
-            opt = optimizers[phase.name]
-            sums: dict = {}
-            for _ in range(phase.repeat):
-                if phase.uses_data:
-                    batch = train.batch(stream.next())
-                    if train.streamed:  # read the next batch from disk while this one trains
-                        train.prefetch(stream.peek())
-                else:
-                    batch = None
-                opt.zero_grad(set_to_none=True)
-                with amp.autocast():
-                    out = self.registry.model_hook("compute_loss", model, phase=phase.name, batch=batch, state=state)
-                if out is None:
-                    raise PluginError(f"no plugin returned a loss for model {self.spec.name!r}, "
-                                      f"phase {phase.name!r}")
-                # --on-nan skip reads the loss every step (a device sync) to drop bad updates;
-                # under torchrun all ranks skip together.
-                if self.config.on_nan == "skip" and self.dist.any(not bool(torch.isfinite(out["loss"]))):
-                    opt.zero_grad(set_to_none=True)
-                    state.skipped_nonfinite += 1
-                    values["skipped_nonfinite"] = state.skipped_nonfinite
-                    continue
-                amp.backward(phase.name, out["loss"])
-                self.dist.average_gradients(self.params[phase.name])
-                amp.step(phase.name, opt)
-                self.registry.model_hook("on_step", model, phase=phase.name, state=state, metrics=out)
-                for key, value in out.items():
-                    value = value.detach() if torch.is_tensor(value) else value
-                    sums[key] = sums[key] + value if key in sums else value
+            with frozen(self.frozen[phase.name]):
+                sums = self._phase(model, phase, optimizers[phase.name], state, train, stream, values)
             for key, value in sums.items():
                 name = f"{phase.name}_{key}" if multi else key
                 values[name] = value / phase.repeat if phase.repeat > 1 else value
                 self.metrics.phase_of[name] = phase.name
         return values
+
+    def _phase(self, model, phase: Phase, opt, state, train: DeviceImages, stream: BatchStream, values: dict) -> dict:
+        """One phase's ``repeat`` updates; the sums of what its losses returned."""
+        amp = self.precision
+        sums: dict = {}
+        for _ in range(phase.repeat):
+            if phase.uses_data:
+                batch = train.batch(stream.next())
+                if train.streamed:  # read the next batch from disk while this one trains
+                    train.prefetch(stream.peek())
+            else:
+                batch = None
+            opt.zero_grad(set_to_none=True)
+            with amp.autocast():
+                out = self.registry.model_hook("compute_loss", model, phase=phase.name, batch=batch, state=state)
+            if out is None:
+                raise PluginError(f"no plugin returned a loss for model {self.spec.name!r}, "
+                                  f"phase {phase.name!r}")
+            # --on-nan skip reads the loss every step (a device sync) to drop bad updates;
+            # under torchrun all ranks skip together.
+            if self.config.on_nan == "skip" and self.dist.any(not bool(torch.isfinite(out["loss"]))):
+                opt.zero_grad(set_to_none=True)
+                state.skipped_nonfinite += 1
+                values["skipped_nonfinite"] = state.skipped_nonfinite
+                continue
+            amp.backward(phase.name, out["loss"])
+            self.dist.average_gradients(self.params[phase.name])
+            amp.step(phase.name, opt)
+            self.registry.model_hook("on_step", model, phase=phase.name, state=state, metrics=out)
+            for key, value in out.items():
+                value = value.detach() if torch.is_tensor(value) else value
+                sums[key] = sums[key] + value if key in sums else value
+        return sums
+
+
+def frozen_parameters(model: torch.nn.Module, phases: list[Phase], params: dict) -> dict[str, list]:
+    """Per phase, the model's trainable parameters it does not update (none where it opts out)."""
+    out = {}
+    for phase in phases:
+        own = {id(q) for q in params[phase.name]}
+        out[phase.name] = ([q for q in model.parameters() if q.requires_grad and id(q) not in own]
+                           if phase.freeze_others else [])
+    return out
+
+
+@contextmanager
+def frozen(parameters: list):
+    """``requires_grad`` off for these parameters while a phase runs, then back on (also on errors)."""
+    for q in parameters:
+        q.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for q in parameters:
+            q.requires_grad_(True)
 
 
 def _in_memory(images):
