@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -456,10 +457,17 @@ def report(run_dirs, as_json, plots):
 _ARGV: list[str] = []
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    """A Python warning as the CLI's other warnings look: one line, no source path or code."""
+    err_console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 def main(argv=None):
     global _ARGV
     _ARGV = list(sys.argv[1:] if argv is None else argv)  # --nproc starts workers with the same arguments
     debug = os.environ.get("GENTK_DEBUG", "") not in ("", "0")
+    if not debug:
+        warnings.showwarning = _warning_line
     try:
         rv = cli.main(args=argv, prog_name="gentk", standalone_mode=False)
     except GentkError as exc:

@@ -36,8 +36,9 @@ class TrainConfig:
     data_root: str | None = setting(None, "Folder holding a dataset's downloaded files: torchvision's MNIST/raw or "
                                           "FashionMNIST/raw, or cifar-10-batches-py (or -bin).")
     fit: str | None = setting(None, "How images of another size or shape become the model's square: crop (the "
-                                    "centred square, resized), pad (black borders, then resized), resize (stretched); "
-                                    "default: the model's (crop; pad for ssgan, as the seed padded MNIST).",
+                                    "centred square, resized), pad (black borders to a square, then padded up or "
+                                    "resized down), resize (stretched); default: the model's (crop; pad for ssgan, "
+                                    "as the seed padded MNIST).",
                               choices=("crop", "pad", "resize"))
     max_data_memory: str | None = setting(None, "Largest decoded dataset kept on the device, e.g. 512MB, 4GB; a larger "
                                                 "one is read from its on-disk cache batch by batch, with the same "
@@ -156,6 +157,9 @@ def identity_differences(saved: dict, asked: dict) -> list[str]:
         elif key == "world_size" and saved.get(key, 1) != asked.get(key, 1):
             out.append(f"the number of processes (run: {saved.get(key, 1)}, now: {asked.get(key, 1)}; "
                        "resume with the same --nproc / torchrun --nproc-per-node x --nnodes)")
+        elif key == "data" and saved.get("data_fingerprint") and \
+                saved.get("data_fingerprint") == asked.get("data_fingerprint"):
+            continue  # the same files, named another way (a relative path from another folder)
         elif key != "world_size" and saved.get(key) != asked.get(key):
             out.append(f"--{key.replace('_', '-')} (run: {saved.get(key)!r}, now: {asked.get(key)!r})")
     # A folder's fingerprint (its file list, sizes and times) is recorded, not asked for: runs of

@@ -151,7 +151,7 @@ def plot_sample_strip(samples_dir: Path, title: str):
         return None
     fig, axes = plt.subplots(1, len(images), figsize=(2.6 * len(images), 2.9), squeeze=False)
     for ax, (step, image) in zip(axes.flat, images):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
         ax.set_title(f"step {step}", fontsize=9)
         ax.axis("off")
     fig.suptitle(title)
@@ -159,7 +159,7 @@ def plot_sample_strip(samples_dir: Path, title: str):
 
 
 def _read_grid(path: Path):
-    """A sample grid as a grayscale array, or None if it is not a readable image (a FIFO, a link,
+    """A sample grid as an array (H x W gray, or H x W x 3 colour), or None if it is not a readable image (a FIFO, a link,
     a damaged or absurdly large PNG): the strip shows the others."""
     import io
 
@@ -173,7 +173,8 @@ def _read_grid(path: Path):
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
                 return None
-            return np.asarray(img.convert("L"))
+            gray = img.mode in ("1", "L", "LA", "I", "I;16", "F")
+            return np.asarray(img.convert("L" if gray else "RGB"))
     except (RunDirError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 

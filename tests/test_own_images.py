@@ -280,3 +280,46 @@ def test_resume_with_a_changed_cifar_root_is_not_an_issue_of_fingerprints(tmp_pa
     assert config["class_names"][:2] == ["airplane", "automobile"]
     with pytest.raises(ConfigMismatchError, match="--seed"):
         train("gan", tmp_path / "run", resume=True, max_steps=3, seed=1, progress=False)
+
+
+def test_images_beside_class_folders_are_refused_in_one_line(gentk_cli, tmp_path, photos):
+    Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / "photos" / "stray.png")
+    line = one_line_error(gentk_cli("train", "gan", "--data", photos, "--run-dir", tmp_path / "r", *TINY_TRAIN))
+    assert "1 image(s) beside them (first: stray.png)" in line and "move those into a class folder" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_train_folder_alone_is_the_one_split_with_its_classes(tmp_path):
+    rgb_image_folder(tmp_path / "data" / "train")
+    dataset = load_dataset(f"folder:{tmp_path / 'data'}")
+    assert dataset.class_names == ["cat", "dog", "eel"]
+    assert "train/ only (no test/" in dataset.source and "3 classes" in dataset.source
+    (tmp_path / "only-test" / "test").mkdir(parents=True)
+    with pytest.raises(Exception, match="has test/ but no train/"):
+        load_dataset(f"folder:{tmp_path / 'only-test'}")
+
+
+def test_a_relative_folder_is_recorded_absolute_and_resumes_from_anywhere(tmp_path, monkeypatch, gentk_cli):
+    rgb_image_folder(tmp_path / "work" / "pics")
+    monkeypatch.chdir(tmp_path / "work")
+    run = tmp_path / "run"
+    assert gentk_cli("train", "gan", "--data", "folder:pics", "--max-steps", "2", "--run-dir", run,
+                     *TINY_TRAIN).code == 0
+    assert json.loads((run / "config.json").read_text())["data"] == f"folder:{(tmp_path / 'work' / 'pics').resolve()}"
+    monkeypatch.chdir(tmp_path)
+    # The default --fit spelled out is the run's own: not a change.
+    result = gentk_cli("train", "gan", "--run-dir", run, "--resume", "--max-steps", "3", "--fit", "crop",
+                       "--no-progress")
+    assert result.code == 0, result
+    assert json.loads((run / "config.json").read_text())["fit"] == "crop"
+    line = one_line_error(gentk_cli("train", "gan", "--run-dir", run, "--resume", "--max-steps", "4", "--fit", "pad",
+                                    "--no-progress"))
+    assert "--fit (run: 'crop', now: 'pad')" in line
+
+
+def test_the_samples_plot_of_an_rgb_run_is_in_colour(gentk_cli, tmp_path, photos):
+    run = tmp_path / "run"
+    assert gentk_cli("train", "gan", "--data", photos, "--image-size", "32", "--max-steps", "2",
+                     "--run-dir", run, *TINY_TRAIN).code == 0
+    strip = np.asarray(Image.open(run / "plots" / "samples.png").convert("RGB")).astype(int)
+    assert np.abs(strip[..., 0] - strip[..., 1]).max() > 5  # a gray strip has none

@@ -73,6 +73,8 @@ def read_binary_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_folder(folder: Path) -> dict[str, np.ndarray] | None:
     """The arrays of a ``cifar-10-batches-py`` or ``-bin`` folder, or None if it is neither."""
+    if folder.name in ("cifar-10-batches-py", "cifar-10-batches-bin") and folder.is_dir():
+        folder = folder.parent  # --data-root named the batches folder itself
     if (folder / "cifar-10-batches-py").is_dir():
         base, reader, suffix = folder / "cifar-10-batches-py", read_python_batch, ""
     elif (folder / "cifar-10-batches-bin").is_dir():

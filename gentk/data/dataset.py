@@ -44,6 +44,9 @@ class Dataset:
 
     #: What the data are, for --resume to notice they changed (a folder's file list); None: fixed data.
     fingerprint = None
+    #: The --data value that names the same data from any working folder, where ``name`` may not
+    #: (a relative folder path); None: ``name`` is that already.
+    data_name = None
 
     @property
     def num_classes(self) -> int | None:
@@ -65,4 +68,6 @@ class Dataset:
 
         train = fit_images(self.train, size, channels, fit).numpy()
         test = train if self.test is self.train else fit_images(self.test, size, channels, fit).numpy()
-        return FittedData(train, test, self.train_labels, self.test_labels)
+        c, h, w = self.train.shape[1:]
+        note = "" if (c, h, w) == (channels, size, size) else f"{c}x{h}x{w} fitted to {channels}x{size}x{size} ({fit})"
+        return FittedData(train, test, self.train_labels, self.test_labels, note)

@@ -59,11 +59,19 @@ def _walk_images(folder: Path) -> tuple[list[Path], list[tuple[int, int]], int]:
 
 
 def class_folders(folder: Path) -> list[Path] | None:
-    """torchvision's ImageFolder layout: no images directly in ``folder``, one subfolder per class."""
+    """torchvision's ImageFolder layout: no images directly in ``folder``, one subfolder per class.
+    Images beside class folders are refused: silently dropping either the labels or the
+    images would train on something other than what the user laid out."""
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
     subfolders = sorted(p for p in entries if p.is_dir())
-    if not subfolders or any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in entries):
+    loose = sorted(p.name for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not subfolders:
         return None
+    if loose:
+        raise DataError(f"{folder} has class subfolders ({', '.join(p.name for p in subfolders[:3])}"
+                        f"{', ...' if len(subfolders) > 3 else ''}) and {len(loose)} image(s) beside them "
+                        f"(first: {loose[0]}): move those into a class folder, or, for data without "
+                        "classes, put all the images directly in the folder")
     return subfolders
 
 
@@ -114,10 +122,19 @@ class FolderDataset(Dataset):
 
     def __init__(self, folder: Path):
         folder = Path(folder)
+        if folder.is_file():
+            raise DataError(f"{folder} is a file; --data folder:PATH takes the folder that holds the images")
         if not folder.is_dir():
             raise DataError(f"image folder {folder} does not exist")
         train_dir, test_dir = folder / "train", folder / "test"
-        if train_dir.is_dir() and test_dir.is_dir():
+        others = [p for p in folder.iterdir() if not p.name.startswith(".") and p not in (train_dir, test_dir)]
+        if test_dir.is_dir() and not train_dir.is_dir() and not others:
+            raise DataError(f"{folder} has test/ but no train/; add train/ (the images to train on), "
+                            "or put all the images directly in the folder")
+        if train_dir.is_dir() and not test_dir.is_dir() and not others:
+            train, classes, skipped = list_split(train_dir)
+            test, how = train, "train/ only (no test/: the test split is the same images)"
+        elif train_dir.is_dir() and test_dir.is_dir():
             train, classes, skipped_train = list_split(train_dir)
             test, test_classes, skipped_test = list_split(test_dir, classes)
             if (classes is None) != (test_classes is None):
@@ -129,10 +146,13 @@ class FolderDataset(Dataset):
         if not train.paths or not test.paths:
             raise DataError(f"no images found in {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         self.folder = folder
+        #: The --data value naming these files from any working folder (runs record it).
+        self.data_name = f"folder:{folder.resolve()}"
         self.splits = {"train": train} if test is train else {"train": train, "test": test}
         self.fingerprint = fingerprint(folder, self.splits)
         note = f", {skipped} non-image file(s) skipped" if skipped else ""
-        labelled = f", {len(classes)} classes from subfolders" if classes else ""
+        labelled = (f", {len(classes)} {'class' if len(classes) == 1 else 'classes'} from subfolders" if classes
+                    else ", no labels (no class subfolders)")
         super().__init__(f"folder:{folder}", None, None,
                          f"folder {folder}: {len(train.paths)} train / {len(test.paths)} test images, {how}"
                          f"{labelled}{note}", train.labels, test.labels, classes)

@@ -101,6 +101,8 @@ class Trainer:
         if self.resume:
             run.check_layout()
             saved = run.read_config()
+            if saved.get("fit") is None:  # runs before gentk recorded the model's own fit
+                saved["fit"] = self.model.fit
             diffs = identity_differences(saved, asked)
             if "plugins" in saved:  # runs from before gentk recorded plugins have nothing to compare
                 diffs += plugin_differences(saved["plugins"], asked["plugins"])
@@ -142,6 +144,8 @@ class Trainer:
         if dataset is None:
             dataset = load_dataset(cfg.data, cfg.data_root, self.registry)
         cfg.data_fingerprint = dataset.fingerprint
+        if dataset.data_name and not self.resume:  # a relative folder path would tie the run to this folder
+            cfg.data = dataset.data_name
         if dataset.num_classes is not None:
             cfg.class_names = list(dataset.class_names or map(str, range(dataset.num_classes)))
         options = cfg.options
@@ -158,7 +162,7 @@ class Trainer:
         if model.conditional and classes > model.num_classes:
             raise UsageError(f"--data {cfg.data} has {classes} classes; model {cfg.model} was built for "
                              f"{model.num_classes}")
-        fit = cfg.fit or model.fit
+        fit = cfg.fit
 
         def fitted():
             return dataset.fitted(model.image_size, model.channels, fit, self.console, self.show_progress)
@@ -170,8 +174,9 @@ class Trainer:
             rows = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))[:keep].sort().values
             rows = rows.numpy()
         used = len(data.train) if rows is None else len(rows)
+        kept = "" if rows is None else f" (--data-fraction {cfg.data_fraction} of {len(data.train)}, at least 2)"
         if cfg.batch_size > used:
-            raise UsageError(f"--batch-size {cfg.batch_size} is more than the {used} training images of "
+            raise UsageError(f"--batch-size {cfg.batch_size} is more than the {used} training images{kept} of "
                              f"--data {cfg.data}; use at most --batch-size {used}")
         row_bytes = data.train.nbytes // max(1, len(data.train))
         nbytes = used * row_bytes + (0 if data.test is data.train else data.test.nbytes)
@@ -180,6 +185,8 @@ class Trainer:
         where = (f"{human(nbytes)}, read from disk batch by batch (above --max-data-memory {human(limit)})"
                  if streamed else f"{human(nbytes)} on {device.type}")
         note = f"; {data.note}" if data.note else ""
+        if rows is not None:
+            note += f"; training on {used} of the {len(data.train)} (--data-fraction {cfg.data_fraction})"
         self.console.print(f"[dim]data: {escape(dataset.source)}{escape(note)}; {where}[/dim]", highlight=False)
         train_labels = data.train_labels if rows is None or data.train_labels is None else data.train_labels[rows]
         if streamed:
@@ -244,6 +251,7 @@ class Trainer:
         # Everything that can be refused is checked before the run directory is touched.
         dataset = self._open_data()
         self.model, self.phases, self.optimizers = self._build()
+        self.config.fit = self.config.fit or self.model.fit  # recorded: the run names what it was fitted with
         self.dist.call(self._check_run_dir, main_only=True)
         data = self._load_data(self.model, self.device, dataset)
         existed = self.run.path.exists()
