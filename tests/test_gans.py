@@ -95,12 +95,19 @@ def test_ssgan_pads_mnist_to_32():
     assert logits.shape == (2, 1) and rotation.shape == (2, 4)
 
 
-def test_gan_ema_tracks_the_generator(tmp_path, tiny_data):
-    summary = train("gan", tmp_path / "r", max_steps=3, ema=0.5, batch_size=8, data=tiny_data, device="cpu",
+@pytest.mark.parametrize("name", ["gan", "ssgan"])
+def test_gan_ema_tracks_the_generator(tmp_path, tiny_data, name):
+    summary = train(name, tmp_path / "r", max_steps=3, ema=0.5, batch_size=8, data=tiny_data, device="cpu",
                     progress=False, epochs=100)
     assert summary["steps"] == 3
-    model = gentk.load_run(tmp_path / "r").model
+    run = gentk.load_run(tmp_path / "r")
+    model = run.model
     assert isinstance(model, GANPair) and model.generator_ema is not None
+    # Samples come from the average, not the live generator.
+    noise = model.noise(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model.sample(noise), model.generator_ema(noise))
+        assert not torch.equal(model.sample(noise), model.generator(noise))
     live = torch.cat([p.flatten() for p in model.generator.parameters()])
     avg = torch.cat([p.flatten() for p in model.generator_ema.parameters()])
     assert not torch.equal(live, avg) and (live - avg).abs().max() < 1.0

@@ -16,18 +16,25 @@ class GANPair(GenerativeModel):
     one channel unless ``options.channels``); subclasses say how to train them.
 
     With ``options.ema > 0`` an exponential moving average of the generator
-    (``generator_ema``) is kept and used for samples, grids and FID.
+    (``generator_ema``) is kept and used for samples, grids and FID; a
+    subclass calls :meth:`update_ema` after each generator step.
+
+    Other networks: set ``generator_class`` and ``discriminator_class``
+    (built as ``cls(noise_dim, channels, image_size)`` and
+    ``cls(channels, image_size)``), as the SSGAN plugin does.
     """
 
     image_size = 28
     channels = 1
     value_range = "symmetric"
     fit = "crop"
+    generator_class = Generator
+    discriminator_class = Discriminator
 
     def __init__(self, options):
         super().__init__(options)
-        self.generator = Generator(options.noise_dim, self.channels, self.image_size)
-        self.discriminator = Discriminator(self.channels, self.image_size)
+        self.generator = self.generator_class(options.noise_dim, self.channels, self.image_size)
+        self.discriminator = self.discriminator_class(self.channels, self.image_size)
         self.generator_ema = None
         if getattr(options, "ema", 0.0) > 0:
             self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gentk import GenerativeModel, ModelSpec, Phase, TrainDefaults, hookimpl, option
+from gentk import ModelSpec, Phase, TrainDefaults, hookimpl, option
 from gentk.optim import fast
 from gentk.options import channels_option, image_size_option
 from gentk_gan import bce
+from gentk_gan.model import GANPair
 
 from .networks import IMAGE_SIZES, Discriminator, Generator
 
@@ -26,6 +27,8 @@ class SSGANOptions:
                                             "images (the seed does; the SSGAN paper does not).")
     adam_beta1: float = option(0.9, "Adam beta1 for both networks.", min=0, below=1)
     adam_beta2: float = option(0.99, "Adam beta2 for both networks.", min=0, below=1)
+    ema: float = option(0.0, "Decay of an exponential moving average of the generator used for samples "
+                             "(0 = off; 0.999 is typical).", min=0, below=1)
     image_size: int = image_size_option(IMAGE_SIZES, 32)
     channels: int | None = channels_option()
 
@@ -38,16 +41,14 @@ def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rotated, labels
 
 
-class SSGANModel(GenerativeModel):
-    image_size = 32
-    channels = 1
-    value_range = "symmetric"
-    fit = "pad"  # MNIST 28x28 -> 32x32 with 2 black pixels per side, as the seed
+class SSGANModel(GANPair):
+    """The GAN pair with SSGAN's networks (a rotation head on the discriminator): noise, fakes,
+    sampling and the generator EMA are the pair's."""
 
-    def __init__(self, options: SSGANOptions):
-        super().__init__(options)
-        self.generator = Generator(options.noise_dim, self.channels, self.image_size)
-        self.discriminator = Discriminator(self.channels, self.image_size)
+    image_size = 32
+    fit = "pad"  # MNIST 28x28 -> 32x32 with 2 black pixels per side, as the seed
+    generator_class = Generator
+    discriminator_class = Discriminator
 
     def phases(self, lr: float):
         betas = (self.options.adam_beta1, self.options.adam_beta2)
@@ -55,14 +56,9 @@ class SSGANModel(GenerativeModel):
         return [Phase("discriminator", ["discriminator"], adam),
                 Phase("generator", ["generator"], adam, uses_data=False)]
 
-    def noise(self, n, generator):
-        return torch.randn(n, self.options.noise_dim, generator=generator)
-
-    def fake(self, n: int) -> torch.Tensor:
-        return self.generator(torch.randn(n, self.options.noise_dim, device=next(self.parameters()).device))
-
-    def sample(self, noise):
-        return self.generator(noise)
+    def on_step(self, phase, state, metrics):
+        if phase == "generator":
+            self.update_ema()
 
     def scores(self, x: torch.Tensor):
         """Real/fake logits of the upright images, rotation logits and labels of all four rotations."""
