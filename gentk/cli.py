@@ -130,7 +130,7 @@ def _model_command(name: str) -> click.Command:
                 return
         summary = train(name, run_dir, resume=resume, progress=progress, console=err_console, **explicit)
         if summary["rank"] == 0:
-            err_console.print(f"[green]done[/green]: {summary['steps']} steps in {summary['wall_time_s']:.1f} s "
+            err_console.print(f"[green]done[/green]: {summary['steps']} step{'' if summary['steps'] == 1 else 's'} in {summary['wall_time_s']:.1f} s "
                               f"-> {summary['run_dir']}")
 
     help_text = f"Train {name}: {spec.description}".strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -145,6 +146,17 @@ CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 IDENTITY_KEYS = ("model", "options", "batch_size", "lr", "seed", "data", "data_fraction", "fit", "world_size")
 
 
+def _same_data(saved: dict, asked: dict) -> bool:
+    """The same files named two ways: their fingerprints agree, or (runs from before gentk
+    recorded one) both name one folder, a relative path read from the current folder."""
+    if saved.get("data_fingerprint"):
+        return saved["data_fingerprint"] == asked.get("data_fingerprint")
+    a, b = str(saved.get("data")), str(asked.get("data"))
+    if a.startswith("folder:") and b.startswith("folder:"):
+        return os.path.abspath(a[7:]) == os.path.abspath(b[7:])
+    return a == b
+
+
 def identity_differences(saved: dict, asked: dict) -> list[str]:
     out = []
     for key in IDENTITY_KEYS:
@@ -157,9 +169,8 @@ def identity_differences(saved: dict, asked: dict) -> list[str]:
         elif key == "world_size" and saved.get(key, 1) != asked.get(key, 1):
             out.append(f"the number of processes (run: {saved.get(key, 1)}, now: {asked.get(key, 1)}; "
                        "resume with the same --nproc / torchrun --nproc-per-node x --nnodes)")
-        elif key == "data" and saved.get("data_fingerprint") and \
-                saved.get("data_fingerprint") == asked.get("data_fingerprint"):
-            continue  # the same files, named another way (a relative path from another folder)
+        elif key == "data" and _same_data(saved, asked):
+            continue
         elif key != "world_size" and saved.get(key) != asked.get(key):
             out.append(f"--{key.replace('_', '-')} (run: {saved.get(key)!r}, now: {asked.get(key)!r})")
     # A folder's fingerprint (its file list, sizes and times) is recorded, not asked for: runs of

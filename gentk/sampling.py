@@ -47,7 +47,8 @@ class LoadedRun:
         model = self.model
         if not model.conditional:
             if labels is not None:
-                raise UsageError(f"model {self.config.model} is not conditional: it draws no class; drop --label (labels=)")
+                raise UsageError(f"model {self.config.model} is not conditional: it draws no class; drop --label "
+                                 "(in Python, labels=); `gentk models --json` marks the models that are")
             return None
         if labels is None:
             return balanced_labels(n, model.num_classes)

@@ -307,14 +307,19 @@ def test_a_relative_folder_is_recorded_absolute_and_resumes_from_anywhere(tmp_pa
     run = tmp_path / "run"
     assert gentk_cli("train", "gan", "--data", "folder:pics", "--max-steps", "2", "--run-dir", run,
                      *TINY_TRAIN).code == 0
-    assert json.loads((run / "config.json").read_text())["data"] == f"folder:{(tmp_path / 'work' / 'pics').resolve()}"
+    absolute = f"folder:{(tmp_path / 'work' / 'pics').resolve()}"
+    assert json.loads((run / "config.json").read_text())["data"] == absolute
+    # Resumed with the relative spelling: the same files, and the record stays absolute.
+    assert gentk_cli("train", "gan", "--data", "folder:pics", "--run-dir", run, "--resume", "--max-steps", "3",
+                     "--no-progress").code == 0
+    assert json.loads((run / "config.json").read_text())["data"] == absolute
     monkeypatch.chdir(tmp_path)
     # The default --fit spelled out is the run's own: not a change.
-    result = gentk_cli("train", "gan", "--run-dir", run, "--resume", "--max-steps", "3", "--fit", "crop",
+    result = gentk_cli("train", "gan", "--run-dir", run, "--resume", "--max-steps", "4", "--fit", "crop",
                        "--no-progress")
     assert result.code == 0, result
     assert json.loads((run / "config.json").read_text())["fit"] == "crop"
-    line = one_line_error(gentk_cli("train", "gan", "--run-dir", run, "--resume", "--max-steps", "4", "--fit", "pad",
+    line = one_line_error(gentk_cli("train", "gan", "--run-dir", run, "--resume", "--max-steps", "5", "--fit", "pad",
                                     "--no-progress"))
     assert "--fit (run: 'crop', now: 'pad')" in line
 

@@ -144,7 +144,7 @@ class Trainer:
         if dataset is None:
             dataset = load_dataset(cfg.data, cfg.data_root, self.registry)
         cfg.data_fingerprint = dataset.fingerprint
-        if dataset.data_name and not self.resume:  # a relative folder path would tie the run to this folder
+        if dataset.data_name:  # a relative folder path would tie the run to this working folder
             cfg.data = dataset.data_name
         if dataset.num_classes is not None:
             cfg.class_names = list(dataset.class_names or map(str, range(dataset.num_classes)))

@@ -181,7 +181,8 @@ def _run_reference(cfg, model, num_reference: int | None, extract, settings: Fid
     dataset = load_dataset(cfg.data, cfg.data_root)
     if cfg.data_fingerprint and dataset.fingerprint and cfg.data_fingerprint != dataset.fingerprint:
         notes.append(f"--data {cfg.data} changed since this run was trained: the reference is the data as they are now")
-    fitted = dataset.fitted(model.image_size, model.channels, cfg.fit or model.fit, settings.console)
+    fitted = dataset.fitted(model.image_size, model.channels, cfg.fit or model.fit, settings.console,
+                            settings.progress)
     test = fitted.test
     count = len(test) if num_reference is None else min(num_reference, len(test))
     reference = torch.from_numpy(test.read_range(0, count) if hasattr(test, "read_range") else test[:count])
