@@ -466,8 +466,16 @@ def main(argv=None):
     global _ARGV
     _ARGV = list(sys.argv[1:] if argv is None else argv)  # --nproc starts workers with the same arguments
     debug = os.environ.get("GENTK_DEBUG", "") not in ("", "0")
+    shown = warnings.showwarning
     if not debug:
         warnings.showwarning = _warning_line
+    try:
+        return _run(argv, debug)
+    finally:
+        warnings.showwarning = shown
+
+
+def _run(argv, debug: bool):
     try:
         rv = cli.main(args=argv, prog_name="gentk", standalone_mode=False)
     except GentkError as exc:

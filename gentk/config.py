@@ -153,7 +153,7 @@ def _same_data(saved: dict, asked: dict) -> bool:
         return saved["data_fingerprint"] == asked.get("data_fingerprint")
     a, b = str(saved.get("data")), str(asked.get("data"))
     if a.startswith("folder:") and b.startswith("folder:"):
-        return os.path.abspath(a[7:]) == os.path.abspath(b[7:])
+        return os.path.realpath(a[7:]) == os.path.realpath(b[7:])
     return a == b
 
 

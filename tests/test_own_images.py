@@ -293,6 +293,7 @@ def test_images_beside_class_folders_are_refused_in_one_line(gentk_cli, tmp_path
 
 def test_a_train_folder_alone_is_the_one_split_with_its_classes(tmp_path):
     rgb_image_folder(tmp_path / "data" / "train")
+    (tmp_path / "data" / "README.txt").write_text("not an image: changes nothing")
     dataset = load_dataset(f"folder:{tmp_path / 'data'}")
     assert dataset.class_names == ["cat", "dog", "eel"]
     assert "train/ only (no test/" in dataset.source and "3 classes" in dataset.source

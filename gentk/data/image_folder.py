@@ -127,7 +127,9 @@ class FolderDataset(Dataset):
         if not folder.is_dir():
             raise DataError(f"image folder {folder} does not exist")
         train_dir, test_dir = folder / "train", folder / "test"
-        others = [p for p in folder.iterdir() if not p.name.startswith(".") and p not in (train_dir, test_dir)]
+        # Whatever else could hold images (a README beside train/ changes nothing).
+        others = [p for p in folder.iterdir() if not p.name.startswith(".") and p not in (train_dir, test_dir)
+                  and (p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES)]
         if test_dir.is_dir() and not train_dir.is_dir() and not others:
             raise DataError(f"{folder} has test/ but no train/; add train/ (the images to train on), "
                             "or put all the images directly in the folder")

@@ -144,7 +144,7 @@ class Trainer:
         if dataset is None:
             dataset = load_dataset(cfg.data, cfg.data_root, self.registry)
         cfg.data_fingerprint = dataset.fingerprint
-        if dataset.data_name:  # a relative folder path would tie the run to this working folder
+        if dataset.data_name and cfg.data.startswith("folder:"):  # a relative path ties a run to this folder
             cfg.data = dataset.data_name
         if dataset.num_classes is not None:
             cfg.class_names = list(dataset.class_names or map(str, range(dataset.num_classes)))
@@ -488,14 +488,15 @@ def frozen_parameters(model: torch.nn.Module, phases: list[Phase], params: dict)
 
 @contextmanager
 def frozen(parameters: list):
-    """``requires_grad`` off for these parameters while a phase runs, then back on (also on errors)."""
+    """``requires_grad`` off for these parameters while a phase runs, then as it was (also on errors)."""
+    was = [q.requires_grad for q in parameters]
     for q in parameters:
         q.requires_grad_(False)
     try:
         yield
     finally:
-        for q in parameters:
-            q.requires_grad_(True)
+        for q, flag in zip(parameters, was):
+            q.requires_grad_(flag)
 
 
 def _in_memory(images):
