@@ -242,3 +242,21 @@ def test_fid_under_torchrun_shards_extraction_and_matches_one_process(gentk_cli,
     by_one = json.loads((run / "fid.json").read_text())
     assert by_two["counts"] == by_one["counts"] and by_two["reference"]["images"] == 16
     assert abs(by_two["scores"]["samples"] - by_one["scores"]["samples"]) <= 1e-6 * by_one["scores"]["samples"]
+
+
+def test_the_eigendecomposition_trace_is_pytorch_fids_number_and_singular_sigmas_keep_sqrtm():
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    from gentk.fid.stats import frechet_distance, stats_from_features, trace_sqrt_product
+
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal((64, 64))
+    full_a, full_b = (stats_from_features(np.maximum(rng.standard_normal((400, 64)) @ mix + s, 0)) for s in (0, 0.3))
+    assert trace_sqrt_product(full_a.sigma, full_b.sigma) is not None  # the fast path is taken
+    theirs = calculate_frechet_distance(full_a.mu, full_a.sigma, full_b.mu, full_b.sigma)
+    assert frechet_distance(full_a, full_b) == pytest.approx(theirs, rel=1e-9)
+    few_a, few_b = (stats_from_features(rng.standard_normal((20, 64)) + s) for s in (0, 0.3))
+    assert trace_sqrt_product(few_a.sigma, few_b.sigma) is None
+    assert frechet_distance(few_a, few_b) == calculate_frechet_distance(few_a.mu, few_a.sigma, few_b.mu, few_b.sigma)
+    # Not a covariance (not symmetric): left to pytorch-fid's own computation as well.
+    assert trace_sqrt_product(full_a.sigma + np.triu(np.ones((64, 64)), 1), full_b.sigma) is None

@@ -331,3 +331,10 @@ def test_the_samples_plot_of_an_rgb_run_is_in_colour(gentk_cli, tmp_path, photos
                      "--run-dir", run, *TINY_TRAIN).code == 0
     strip = np.asarray(Image.open(run / "plots" / "samples.png").convert("RGB")).astype(int)
     assert np.abs(strip[..., 0] - strip[..., 1]).max() > 5  # a gray strip has none
+
+
+def test_a_batch_of_one_is_refused_for_batch_norm_models_before_the_run_starts(gentk_cli, tmp_path, photos):
+    line = one_line_error(gentk_cli("train", "gan", "--data", photos, "--batch-size", "1", "--run-dir", tmp_path / "r",
+                                    "--device", "cpu", "--no-progress"), 2)
+    assert "batch-norm layers" in line and "--batch-size 2" in line
+    assert not (tmp_path / "r").exists()

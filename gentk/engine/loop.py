@@ -174,6 +174,10 @@ class Trainer:
             rows = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))[:keep].sort().values
             rows = rows.numpy()
         used = len(data.train) if rows is None else len(rows)
+        if cfg.batch_size < 2 and not (cfg.sync_bn and self.dist.world > 1) and any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            raise UsageError(f"--batch-size {cfg.batch_size}: model {cfg.model} has batch-norm layers, which need "
+                             "at least 2 images per batch to train; use --batch-size 2 or more")
         kept = "" if rows is None else f" (--data-fraction {cfg.data_fraction} of {len(data.train)}, at least 2)"
         if cfg.batch_size > used:
             raise UsageError(f"--batch-size {cfg.batch_size} is more than the {used} training images{kept} of "

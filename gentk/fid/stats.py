@@ -1,4 +1,4 @@
-"""Feature statistics (mu, sigma) and the Frechet distance, with pytorch-fid's own numerics."""
+"""Feature statistics (mu, sigma) and the Frechet distance, with pytorch-fid's formula."""
 
 from __future__ import annotations
 
@@ -38,10 +38,50 @@ def stats_from_features(features: np.ndarray) -> Stats:
     return Stats(np.mean(features, axis=0), np.cov(features, rowvar=False), int(features.shape[0]))
 
 
+#: Smallest eigenvalue, relative to the largest, of a covariance taken as full rank: sample
+#: covariances of fewer images than dimensions have eigenvalues of about 1e-16 of the largest.
+FULL_RANK = 1e-12
+
+
+def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float | None:
+    """tr(sqrtm(s1 @ s2)) for full-rank covariances, from two symmetric eigendecompositions; None
+    when s1 or s2 is not symmetric positive definite (pytorch-fid's sqrtm decides then).
+
+    With R = s1^(1/2), s1 @ s2 = R^-1 (R s2 R) R has the eigenvalues of the symmetric PSD R s2 R,
+    so the trace of its square root is the sum of their square roots. At 2048 dims that is
+    about 3 s here against scipy's sqrtm's 11 s, and agrees with it to 3e-11 relative on
+    Inception features of 2100 images. With fewer images than dimensions the covariances are
+    singular, sqrtm itself is inexact there, and the two part by up to 4e-7 (docs/fid.md), so
+    singular sigmas keep pytorch-fid's computation and its number.
+    """
+    if not (np.allclose(s1, s1.T, rtol=0, atol=1e-12 * max(1.0, np.abs(s1).max()))
+            and np.allclose(s2, s2.T, rtol=0, atol=1e-12 * max(1.0, np.abs(s2).max()))):
+        return None
+    w, v = np.linalg.eigh(s1)
+    w2 = np.linalg.eigvalsh(s2)
+    if not (w.min() > FULL_RANK * max(float(w.max()), 1e-300) and w2.min() > FULL_RANK * max(float(w2.max()), 1e-300)):
+        return None
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    m = root @ s2 @ root
+    ev = np.linalg.eigvalsh((m + m.T) / 2)  # positive definite; rounding may leave ~-1e-16 of the largest
+    return float(np.sqrt(np.clip(ev, 0, None)).sum())
+
+
 def frechet_distance(a: Stats, b: Stats, notes: list | None = None) -> float:
-    """pytorch-fid's calculate_frechet_distance; what it prints or warns goes into ``notes``."""
+    """pytorch-fid's calculate_frechet_distance (the same formula, the trace of the matrix square
+    root by :func:`trace_sqrt_product` where the sigmas are covariances); what pytorch-fid prints
+    or warns goes into ``notes``."""
     if a.mu.shape != b.mu.shape or a.sigma.shape != b.sigma.shape:
         raise UsageError(f"statistics of different dimensions ({a.dims} vs {b.dims}) cannot be compared")
+    few = any(c is not None and c <= a.dims for c in (a.count, b.count))  # singular: no need to look
+    if not few and np.isfinite(a.sigma).all() and np.isfinite(b.sigma).all() and np.isfinite(a.mu).all() \
+            and np.isfinite(b.mu).all():
+        tr = trace_sqrt_product(np.atleast_2d(a.sigma), np.atleast_2d(b.sigma))
+        if tr is not None:
+            diff = np.atleast_1d(a.mu) - np.atleast_1d(b.mu)
+            value = float(diff.dot(diff) + np.trace(a.sigma) + np.trace(b.sigma) - 2 * tr)
+            if math.isfinite(value):
+                return value
     printed = io.StringIO()
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(printed):
         warnings.simplefilter("always")
