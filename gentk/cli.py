@@ -130,8 +130,9 @@ def _model_command(name: str) -> click.Command:
                 return
         summary = train(name, run_dir, resume=resume, progress=progress, console=err_console, **explicit)
         if summary["rank"] == 0:
-            err_console.print(f"[green]done[/green]: {summary['steps']} step{'' if summary['steps'] == 1 else 's'} in {summary['wall_time_s']:.1f} s "
-                              f"-> {summary['run_dir']}")
+            steps = summary["steps"]
+            err_console.print(f"[green]done[/green]: {steps} step{'' if steps == 1 else 's'} in "
+                              f"{summary['wall_time_s']:.1f} s -> {summary['run_dir']}")
 
     help_text = f"Train {name}: {spec.description}".strip()
     return click.Command(name, params=params, callback=callback, help=help_text, short_help=spec.description)

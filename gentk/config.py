@@ -146,15 +146,23 @@ CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 IDENTITY_KEYS = ("model", "options", "batch_size", "lr", "seed", "data", "data_fraction", "fit", "world_size")
 
 
-def _same_data(saved: dict, asked: dict) -> bool:
-    """The same files named two ways: their fingerprints agree, or (runs from before gentk
-    recorded one) both name one folder, a relative path read from the current folder."""
-    if saved.get("data_fingerprint"):
-        return saved["data_fingerprint"] == asked.get("data_fingerprint")
+def _data_difference(saved: dict, asked: dict) -> str | None:
+    """How ``--data`` differs from the run's, or None. The same files named two ways are the same
+    data: their recorded fingerprints agree, or (runs from before gentk recorded one) both name one
+    folder, a relative path read from the current folder. A folder's fingerprint (its file list,
+    sizes and times) is recorded, not asked for: the same name with other files is a change."""
     a, b = str(saved.get("data")), str(asked.get("data"))
-    if a.startswith("folder:") and b.startswith("folder:"):
-        return os.path.realpath(a[7:]) == os.path.realpath(b[7:])
-    return a == b
+    fingerprint = saved.get("data_fingerprint")
+    if fingerprint and fingerprint == asked.get("data_fingerprint"):
+        return None
+    same_name = a == b or (a.startswith("folder:") and b.startswith("folder:")
+                           and os.path.realpath(a[7:]) == os.path.realpath(b[7:]))
+    if not same_name:
+        return f"--data (run: {saved.get('data')!r}, now: {asked.get('data')!r})"
+    if fingerprint:
+        return (f"--data {b} (its files changed since the run was trained: added, removed or modified; "
+                "resume with the data as they were)")
+    return None
 
 
 def identity_differences(saved: dict, asked: dict) -> list[str]:
@@ -169,15 +177,11 @@ def identity_differences(saved: dict, asked: dict) -> list[str]:
         elif key == "world_size" and saved.get(key, 1) != asked.get(key, 1):
             out.append(f"the number of processes (run: {saved.get(key, 1)}, now: {asked.get(key, 1)}; "
                        "resume with the same --nproc / torchrun --nproc-per-node x --nnodes)")
-        elif key == "data" and _same_data(saved, asked):
-            continue
+        elif key == "data":
+            if (difference := _data_difference(saved, asked)) is not None:
+                out.append(difference)
         elif key != "world_size" and saved.get(key) != asked.get(key):
             out.append(f"--{key.replace('_', '-')} (run: {saved.get(key)!r}, now: {asked.get(key)!r})")
-    # A folder's fingerprint (its file list, sizes and times) is recorded, not asked for: runs of
-    # datasets without one, and runs from before gentk recorded it, have nothing to compare.
-    if saved.get("data_fingerprint") and saved["data_fingerprint"] != asked.get("data_fingerprint"):
-        out.append(f"--data {asked.get('data')} (its files changed since the run was trained: added, removed "
-                   "or modified; resume with the data as they were)")
     return out
 
 

@@ -159,8 +159,8 @@ def plot_sample_strip(samples_dir: Path, title: str):
 
 
 def _read_grid(path: Path):
-    """A sample grid as an array (H x W gray, or H x W x 3 colour), or None if it is not a readable image (a FIFO, a link,
-    a damaged or absurdly large PNG): the strip shows the others."""
+    """A sample grid as an array (H x W gray, or H x W x 3 colour), or None if it is not a
+    readable image (a FIFO, a link, a damaged or absurdly large PNG): the strip shows the others."""
     import io
 
     import numpy as np

@@ -43,6 +43,10 @@ def stats_from_features(features: np.ndarray) -> Stats:
 FULL_RANK = 1e-12
 
 
+def _full_rank(eigenvalues: np.ndarray) -> bool:
+    return bool(eigenvalues.min() > FULL_RANK * max(float(eigenvalues.max()), 1e-300))
+
+
 def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float | None:
     """tr(sqrtm(s1 @ s2)) for full-rank covariances, from two symmetric eigendecompositions; None
     when s1 or s2 is not symmetric positive definite (pytorch-fid's sqrtm decides then).
@@ -58,8 +62,7 @@ def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float | None:
             and np.allclose(s2, s2.T, rtol=0, atol=1e-12 * max(1.0, np.abs(s2).max()))):
         return None
     w, v = np.linalg.eigh(s1)
-    w2 = np.linalg.eigvalsh(s2)
-    if not (w.min() > FULL_RANK * max(float(w.max()), 1e-300) and w2.min() > FULL_RANK * max(float(w2.max()), 1e-300)):
+    if not (_full_rank(w) and _full_rank(np.linalg.eigvalsh(s2))):
         return None
     root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     m = root @ s2 @ root
