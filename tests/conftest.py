@@ -46,6 +46,8 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("GENTK_HOME", str(tmp_path / "gentk-home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setenv("GENTK_OFFLINE", "1")
+    # Building the compiled Inception takes 10-60 s per GENTK_HOME; tests_fid_compiled.py builds it.
+    monkeypatch.setenv("GENTK_FID_COMPILE", "0")
     monkeypatch.delenv("GENTK_LOAD_PLUGINS", raising=False)
     monkeypatch.delenv("GENTK_DEBUG", raising=False)
     reset_registry()

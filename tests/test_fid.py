@@ -244,7 +244,71 @@ def test_fid_under_torchrun_shards_extraction_and_matches_one_process(gentk_cli,
     assert abs(by_two["scores"]["samples"] - by_one["scores"]["samples"]) <= 1e-6 * by_one["scores"]["samples"]
 
 
-def test_the_eigendecomposition_trace_is_pytorch_fids_number_and_singular_sigmas_keep_sqrtm():
+def test_compiled_inception_is_built_once_checked_and_falls_back(gentk_cli, weights_file, mnist_like_folders,
+                                                                 monkeypatch):
+    from pathlib import Path
+
+    from gentk.fid import compiled
+
+    a, b = mnist_like_folders
+    args = ("fid", a, b, "--weights", weights_file, "--device", "cpu", "--json", "--no-progress", *D)
+    traced = json.loads(gentk_cli(*args, "--no-compile").out)["fid"]
+    first = gentk_cli(*args, "--compile")
+    assert first.code == 0, first
+    assert "compiling Inception for this CPU" in first.err
+    packages = list((Path(os.environ["GENTK_HOME"]) / "compiled").glob("*.pt2"))
+    assert len(packages) == 1 and packages[0].with_suffix(".json").is_file()
+    assert json.loads(first.out)["fid"] == pytest.approx(traced, rel=1e-5)
+
+    def no_build(*_):
+        raise RuntimeError("no C++ compiler here")
+
+    monkeypatch.setattr(compiled, "build", no_build)
+    monkeypatch.setenv("GENTK_FID_COMPILE", "1")  # the default where nothing turns it off
+    second = gentk_cli(*args)
+    assert second.code == 0 and "compil" not in second.err  # loaded from the cache, not built again
+    assert json.loads(second.out)["fid"] == json.loads(first.out)["fid"]
+
+    # A package that is not the file gentk built (one byte changed) is never loaded ...
+    data = bytearray(packages[0].read_bytes())
+    data[len(data) // 2] ^= 1
+    packages[0].write_bytes(bytes(data))
+    assert compiled.load(packages[0]) is None
+    # ... and where it cannot be built again, the traced network scores, with a note.
+    third = gentk_cli(*args)
+    assert third.code == 0 and "compiled Inception not available (RuntimeError: no C++ compiler here)" in third.err
+    assert json.loads(third.out)["fid"] == traced
+    assert "--compile apply to Inception" in gentk_cli("fid", a, b, "--features", "mnist-classifier",
+                                                       "--compile").err
+
+
+def test_low_rank_trace_is_exact_where_sigmas_are_singular():
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    from gentk.fid.stats import Stats, frechet_distance, stats_from_features, trace_sqrt_low_rank
+
+    rng = np.random.default_rng(1)
+    features = rng.standard_normal((20, 64))
+    few_a, few_b = stats_from_features(features), stats_from_features(rng.standard_normal((20, 64)) + 0.3)
+    assert few_a.centered is not None
+    # Known answers: s2 = 4 s1 gives tr sqrt(4 s1^2) = 2 tr s1, exactly, however singular s1 is.
+    doubled = stats_from_features(2 * features)
+    assert trace_sqrt_low_rank(few_a, doubled) == pytest.approx(2 * np.trace(few_a.sigma), rel=1e-12)
+    assert frechet_distance(few_a, stats_from_features(features.copy())) == pytest.approx(0, abs=1e-10)
+    # One side as saved statistics (no features): the n x n form gives the same trace.
+    saved_b = Stats(few_b.mu, few_b.sigma, few_b.count)
+    both = trace_sqrt_low_rank(few_a, few_b)
+    assert trace_sqrt_low_rank(few_a, saved_b) == pytest.approx(both, rel=1e-12)
+    assert trace_sqrt_low_rank(saved_b, few_a) == pytest.approx(both, rel=1e-12)
+    theirs = calculate_frechet_distance(few_a.mu, few_a.sigma, few_b.mu, few_b.sigma)
+    assert frechet_distance(few_a, few_b) == pytest.approx(theirs, rel=1e-6)
+    # Neither side has features: pytorch-fid's own computation, bit for bit.
+    saved_a = Stats(few_a.mu, few_a.sigma, few_a.count)
+    assert frechet_distance(saved_a, saved_b) == calculate_frechet_distance(few_a.mu, few_a.sigma, few_b.mu,
+                                                                           few_b.sigma)
+
+
+def test_the_eigendecomposition_trace_is_pytorch_fids_number():
     from pytorch_fid.fid_score import calculate_frechet_distance
 
     from gentk.fid.stats import frechet_distance, stats_from_features, trace_sqrt_product
@@ -257,6 +321,5 @@ def test_the_eigendecomposition_trace_is_pytorch_fids_number_and_singular_sigmas
     assert frechet_distance(full_a, full_b) == pytest.approx(theirs, rel=1e-9)
     few_a, few_b = (stats_from_features(rng.standard_normal((20, 64)) + s) for s in (0, 0.3))
     assert trace_sqrt_product(few_a.sigma, few_b.sigma) is None
-    assert frechet_distance(few_a, few_b) == calculate_frechet_distance(few_a.mu, few_a.sigma, few_b.mu, few_b.sigma)
     # Not a covariance (not symmetric): left to pytorch-fid's own computation as well.
     assert trace_sqrt_product(full_a.sigma + np.triu(np.ones((64, 64)), 1), full_b.sigma) is None

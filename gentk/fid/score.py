@@ -22,6 +22,7 @@ from ..fsutil import atomic_write_text, probe_writable
 from ..runs import RunDir
 from ..images import to_uint8
 from ..distributed import SINGLE, Distributed
+from . import compiled
 from .inception import DIMS_CHOICES, FEATURE_DIMS, FeatureExtractor
 from .sharded import ShardedExtractor
 from .stats import Stats, frechet_distance, load_stats, save_stats, singular_warning, stats_from_features
@@ -39,6 +40,7 @@ FID_IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".pgm", ".png", ".ppm", ".tif", "
 class FidSettings:
     device: str = "auto"
     batch_size: int | None = None  # 8 on the CPU (fits in cache: fastest), 200 on GPUs
+    compile: bool | None = None  # the AOTInductor-compiled network on the CPU; None: on unless GENTK_FID_COMPILE=0
     precision: str = "fp32"
     weights: str | None = None
     dims: int = FEATURE_DIMS
@@ -70,9 +72,17 @@ def _extractor(settings: FidSettings):
     else:
         batch_size = settings.batch_size or (8 if device.type == "cpu" else 200)
         weights = resolve_weights(settings.weights)
-        inner = FeatureExtractor(weights, device, batch_size, settings.precision, progress, settings.dims)
+        compile_ = compiled.enabled_by_default() if settings.compile is None else settings.compile
+        inner = FeatureExtractor(weights, device, batch_size, settings.precision, progress, settings.dims,
+                                 compile_, settings.console if dist.is_main else None)
     settings.dist = dist
     return ShardedExtractor(inner, dist) if dist.enabled else inner
+
+
+def _network(extract) -> dict:
+    """Which Inception ran (compiled, traced or eager): part of what a speed number means."""
+    kind = getattr(extract, "network_kind", None)
+    return {"network": kind} if kind else {}
 
 
 def _is_main(settings: FidSettings) -> bool:
@@ -129,6 +139,7 @@ def fid_of_paths(paths: list[str], settings: FidSettings, save_to: str | None = 
            "gentk_version": __version__}
     if extract is not None:
         out["weights"] = extract.weights.record()
+        out.update(_network(extract))
     if save_to is not None:
         if len(paths) != 1:
             raise UsageError("--save-stats takes one input path")
@@ -233,7 +244,7 @@ def fid_of_samples(run_dir: str | Path, folder: str | Path, settings: FidSetting
                       "image_size": model.image_size, "channels": model.channels, "stats_cache": ref_path},
         "features": settings.features, "feature_dims": extract.dims, "weights": extract.weights.record(),
         **({"sample_classes": classes["classes"]} if classes else {}),
-        "device": str(extract.device), "precision": settings.precision,
+        "device": str(extract.device), "precision": settings.precision, **_network(extract),
         "time_s": round(time.perf_counter() - started, 2), "gentk_version": __version__,
         "warnings": list(dict.fromkeys(notes)),
     }
@@ -277,7 +288,7 @@ def fid_of_run(run_dir: str | Path, settings: FidSettings, num_samples: int = 10
         "weights": extract.weights.record(),
         **({"sample_classes": classes["classes"]} if classes else {}),
         "checkpoint": loaded.checkpoint, "step": loaded.step, "seed": seed,
-        "device": str(extract.device), "precision": settings.precision,
+        "device": str(extract.device), "precision": settings.precision, **_network(extract),
         "time_s": round(time.perf_counter() - started, 2),
         "gentk_version": __version__,
         "warnings": warnings,
