@@ -1,9 +1,9 @@
 """The FID Inception compiled ahead of time for this CPU by torch's AOTInductor, built once and cached.
 
 The traced graph (inception.py) runs at about 20 images/s on this project's 2-core CPU; the
-AOTInductor package of the same network at about 35, and loads in about 2 s, where
+AOTInductor package of the same network at 30-33, and loads in about 0.3 s, where
 torch.compile recompiles for 25-50 s in every process (its graph cache does not keep frozen
-graphs). Building the package takes 30-45 s and a C++ compiler, so it happens once per
+graphs). Building the package takes 22-47 s and a C++ compiler, so it happens once per
 machine, torch version, weights, feature size and batch size, under GENTK_HOME/compiled.
 
 The package holds a shared library: it is only ever loaded from that cache, never from a
@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ..data.cache import gentk_home
+from ..data.registry_fallback import sha256_file
 from ..fsutil import atomic_write_text
 
 #: Images per compiled call: the package has one static shape; a short last batch is padded.
@@ -71,14 +72,6 @@ def package_path(weights_sha256: str, dims: int, batch: int = COMPILED_BATCH) ->
     return gentk_home() / "compiled" / f"inception-d{dims}-b{batch}-{digest}.pt2"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _recorded(path: Path) -> dict | None:
     try:
         record = json.loads(path.with_suffix(".json").read_text())
@@ -90,7 +83,7 @@ def _recorded(path: Path) -> dict | None:
 def load(path: Path):
     """The cached package's runner, or None when there is none, or it is not the file gentk built."""
     record = _recorded(path)
-    if record is None or not path.is_file() or record.get("sha256") != _sha256(path):
+    if record is None or not path.is_file() or record.get("sha256") != sha256_file(path):
         return None
     with _quiet():
         return torch._inductor.aoti_load_package(str(path))
@@ -117,7 +110,7 @@ def build(model: torch.nn.Module, path: Path) -> dict:
                 difference = float((runner(example)[0] - expected).abs().max())
             if not difference <= MAX_BUILD_DIFFERENCE:
                 raise RuntimeError(f"the compiled network differs from the eager one by {difference:.2e}")
-            record = {"sha256": _sha256(Path(tmp)), "torch": torch.__version__, "batch": COMPILED_BATCH,
+            record = {"sha256": sha256_file(Path(tmp)), "torch": torch.__version__, "batch": COMPILED_BATCH,
                       "max_abs_difference_from_eager": difference, "build_s": round(time.perf_counter() - started, 1)}
             atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
             os.replace(tmp, path)
