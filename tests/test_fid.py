@@ -259,24 +259,39 @@ def test_compiled_inception_is_built_once_checked_and_falls_back(gentk_cli, weig
     packages = list((Path(os.environ["GENTK_HOME"]) / "compiled").glob("*.pt2"))
     assert len(packages) == 1 and packages[0].with_suffix(".json").is_file()
     assert json.loads(first.out)["fid"] == pytest.approx(traced, rel=1e-5)
+    assert json.loads(first.out)["network"] == "compiled"
+    asked = gentk_cli(*args, "--compile", "--batch-size", "16")
+    assert "--compile applies to fp32 on the CPU at batch 8; using the traced network" in asked.err
+    assert json.loads(asked.out)["network"] == "traced"
 
     def no_build(*_):
         raise RuntimeError("no C++ compiler here")
 
     monkeypatch.setattr(compiled, "build", no_build)
+    for off in ("0", "false", "Off", "no"):
+        monkeypatch.setenv("GENTK_FID_COMPILE", off)
+        assert not compiled.enabled_by_default()
     monkeypatch.setenv("GENTK_FID_COMPILE", "1")  # the default where nothing turns it off
     second = gentk_cli(*args)
     assert second.code == 0 and "compil" not in second.err  # loaded from the cache, not built again
     assert json.loads(second.out)["fid"] == json.loads(first.out)["fid"]
 
-    # A package that is not the file gentk built (one byte changed) is never loaded ...
+    # A package built for other settings (its record's key differs) is never loaded ...
+    record_path = packages[0].with_suffix(".json")
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps(dict(record, key="0" * 64)))
+    assert compiled.load(packages[0], record["key"]) is None
+    record_path.write_text(json.dumps(record))
+    assert compiled.load(packages[0], record["key"]) is not None
+    # ... nor one that is not the file gentk built (one byte changed) ...
     data = bytearray(packages[0].read_bytes())
     data[len(data) // 2] ^= 1
     packages[0].write_bytes(bytes(data))
-    assert compiled.load(packages[0]) is None
+    assert compiled.load(packages[0], record["key"]) is None
     # ... and where it cannot be built again, the traced network scores, with a note.
     third = gentk_cli(*args)
     assert third.code == 0 and "compiled Inception not available (RuntimeError: no C++ compiler here)" in third.err
+    assert "damaged or from another build" in third.err
     assert json.loads(third.out)["fid"] == traced
     assert "--compile apply to Inception" in gentk_cli("fid", a, b, "--features", "mnist-classifier",
                                                        "--compile").err

@@ -1,9 +1,10 @@
 """The FID Inception compiled ahead of time for this CPU by torch's AOTInductor, built once and cached.
 
-The traced graph (inception.py) runs at about 20 images/s on this project's 2-core CPU; the
-AOTInductor package of the same network at 30-33, and loads in about 0.3 s, where
+The traced graph (inception.py) runs at about 24 images/s on this project's idle 2-core CPU;
+the AOTInductor package of the same network at 30-33 (slower than the traced graph when other
+processes keep a core busy: its threads wait on each other), and loads in about 0.3 s, where
 torch.compile recompiles for 25-50 s in every process (its graph cache does not keep frozen
-graphs). Building the package takes 22-47 s and a C++ compiler, so it happens once per
+graphs). Building the package takes 8-47 s and a C++ compiler, so it happens once per
 machine, torch version, weights, feature size and batch size, under GENTK_HOME/compiled.
 
 The package holds a shared library: it is only ever loaded from that cache, never from a
@@ -50,8 +51,8 @@ def _quiet():
 
 
 def enabled_by_default() -> bool:
-    """GENTK_FID_COMPILE=0 turns the compiled network off unless --compile asks for it."""
-    return os.environ.get("GENTK_FID_COMPILE", "1") not in ("0", "")
+    """GENTK_FID_COMPILE=0 (or false, no, off) turns the compiled network off unless --compile asks for it."""
+    return os.environ.get("GENTK_FID_COMPILE", "1").strip().lower() not in ("0", "", "false", "no", "off")
 
 
 def _cpu_key() -> str:
@@ -66,10 +67,18 @@ def _cpu_key() -> str:
     return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()} {flags}"
 
 
+def _key(weights_sha256: str, dims: int, batch: int) -> str:
+    text = json.dumps([torch.__version__, _cpu_key(), weights_sha256, dims, batch])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def package(weights_sha256: str, dims: int, batch: int = COMPILED_BATCH) -> tuple[Path, str]:
+    """Where the package for these settings lives, and the key its record must carry."""
+    return package_path(weights_sha256, dims, batch), _key(weights_sha256, dims, batch)
+
+
 def package_path(weights_sha256: str, dims: int, batch: int = COMPILED_BATCH) -> Path:
-    key = json.dumps([torch.__version__, _cpu_key(), weights_sha256, dims, batch])
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return gentk_home() / "compiled" / f"inception-d{dims}-b{batch}-{digest}.pt2"
+    return gentk_home() / "compiled" / f"inception-d{dims}-b{batch}-{_key(weights_sha256, dims, batch)[:16]}.pt2"
 
 
 def _recorded(path: Path) -> dict | None:
@@ -80,16 +89,17 @@ def _recorded(path: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def load(path: Path):
-    """The cached package's runner, or None when there is none, or it is not the file gentk built."""
+def load(path: Path, key: str):
+    """The cached package's runner, or None when there is none, it is not the file gentk built
+    (sha256), or it was built for other settings (``key``: torch, CPU, weights, dims, batch)."""
     record = _recorded(path)
-    if record is None or not path.is_file() or record.get("sha256") != sha256_file(path):
+    if record is None or not path.is_file() or record.get("key") != key or record.get("sha256") != sha256_file(path):
         return None
     with _quiet():
         return torch._inductor.aoti_load_package(str(path))
 
 
-def build(model: torch.nn.Module, path: Path) -> dict:
+def build(model: torch.nn.Module, path: Path, key: str) -> dict:
     """Export ``model`` (built with resize_input=False: it takes 299x299 images, so one package
     serves every image size) at a batch of COMPILED_BATCH, compile it, check it against the
     eager network, and put it in place with its record (atomically: a failed build leaves nothing)."""
@@ -110,7 +120,7 @@ def build(model: torch.nn.Module, path: Path) -> dict:
                 difference = float((runner(example)[0] - expected).abs().max())
             if not difference <= MAX_BUILD_DIFFERENCE:
                 raise RuntimeError(f"the compiled network differs from the eager one by {difference:.2e}")
-            record = {"sha256": sha256_file(Path(tmp)), "torch": torch.__version__, "batch": COMPILED_BATCH,
+            record = {"key": key, "sha256": sha256_file(Path(tmp)), "torch": torch.__version__, "batch": COMPILED_BATCH,
                       "max_abs_difference_from_eager": difference, "build_s": round(time.perf_counter() - started, 1)}
             atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
             os.replace(tmp, path)

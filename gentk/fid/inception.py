@@ -66,7 +66,8 @@ class FeatureExtractor:
     """
 
     def __init__(self, weights, device: torch.device, batch_size: int = 200, precision: str = "fp32",
-                 progress: bool = True, dims: int = FEATURE_DIMS, compile: bool = False, console=None):
+                 progress: bool = True, dims: int = FEATURE_DIMS, compile: bool = False, console=None,
+                 compile_asked: bool = False):
         self.weights = weights
         self.dims = dims
         self.device = device
@@ -80,6 +81,9 @@ class FeatureExtractor:
         self.console = console
         # The compiled package has one batch size; another --batch-size runs the traced graph.
         self._compile = compile and self._fast_cpu and batch_size == compiled.COMPILED_BATCH
+        if compile is True and not self._compile and compile_asked:
+            self._say(f"--compile applies to fp32 on the CPU at batch {compiled.COMPILED_BATCH}; "
+                      f"{'using the traced network' if self._fast_cpu else 'using the eager network'}")
         self.network_kind = "eager"
 
     def _say(self, text: str) -> None:
@@ -89,16 +93,18 @@ class FeatureExtractor:
     def _compiled(self):
         """The AOTInductor package for these weights, loaded from GENTK_HOME/compiled or built
         there now (once); None, with a note, where that cannot be done (no C++ compiler...)."""
-        path = compiled.package_path(self.weights.sha256, self.dims)
+        path, key = compiled.package(self.weights.sha256, self.dims)
         try:
-            runner = compiled.load(path)
+            runner = compiled.load(path, key)
             if runner is None:
-                self._say(f"compiling Inception for this CPU (once, about a minute; cached as {path}; "
-                          "--no-compile skips this)")
+                again = path.exists() or path.with_suffix(".json").exists()
+                self._say(("the cached compiled Inception is damaged or from another build; compiling it again"
+                           if again else "compiling Inception for this CPU (once, 10-60 s)")
+                          + f" as {path} (--no-compile skips this)")
                 record = compiled.build(build_inception(self.weights.state_dict, resize_input=False, dims=self.dims)
-                                        .to(memory_format=torch.channels_last), path)
+                                        .to(memory_format=torch.channels_last), path, key)
                 self._say(f"compiled in {record['build_s']} s")
-                runner = compiled.load(path)
+                runner = compiled.load(path, key)
             if runner is not None:
                 return compiled.CompiledInception(runner)
         except Exception as exc:  # noqa: BLE001 - compiling is an optimisation; the traced graph always works

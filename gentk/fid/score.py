@@ -74,7 +74,7 @@ def _extractor(settings: FidSettings):
         weights = resolve_weights(settings.weights)
         compile_ = compiled.enabled_by_default() if settings.compile is None else settings.compile
         inner = FeatureExtractor(weights, device, batch_size, settings.precision, progress, settings.dims,
-                                 compile_, settings.console if dist.is_main else None)
+                                 compile_, settings.console if dist.is_main else None, settings.compile is True)
     settings.dist = dist
     return ShardedExtractor(inner, dist) if dist.enabled else inner
 
@@ -139,7 +139,7 @@ def fid_of_paths(paths: list[str], settings: FidSettings, save_to: str | None = 
            "gentk_version": __version__}
     if extract is not None:
         out["weights"] = extract.weights.record()
-        out.update(_network(extract))
+        out.update(device=str(extract.device), precision=settings.precision, **_network(extract))
     if save_to is not None:
         if len(paths) != 1:
             raise UsageError("--save-stats takes one input path")
