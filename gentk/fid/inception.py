@@ -97,6 +97,7 @@ class FeatureExtractor:
         try:
             runner = compiled.load(path, key)
             if runner is None:
+                path.parent.mkdir(parents=True, exist_ok=True)  # an unwritable cache: one line, below
                 again = path.exists() or path.with_suffix(".json").exists()
                 self._say(("the cached compiled Inception is damaged or from another build; compiling it again"
                            if again else "compiling Inception for this CPU (once, 10-60 s)")
