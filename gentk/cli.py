@@ -344,8 +344,9 @@ def _non_default_options(model: str, options: dict) -> dict:
               help="On the CPU in fp32 at the default batch size, run Inception compiled ahead of time for this "
                    "CPU (30-33 against about 24 images/s for the traced network on an idle 2-core CPU here, same "
                    "FID to 1e-6; built once in 10-60 s with the C++ compiler and cached under "
-                   "GENTK_HOME/compiled). On a CPU that other processes keep busy it can be slower than the "
-                   "traced network: use --no-compile there. Default: on, unless GENTK_FID_COMPILE=0.")
+                   "GENTK_HOME/compiled). Beside a busy process it ran level with the traced network (gentk fid "
+                   "sets OMP_WAIT_POLICY=PASSIVE unless you set it); --no-compile chooses the traced one. "
+                   "Default: on, unless GENTK_FID_COMPILE=0.")
 @click.option("--weights", type=click.Path(), default=None,
               help="Inception weights file (pytorch-fid .pth); default: found or fetched automatically.")
 @click.option("--dims", type=click.Choice(["64", "192", "768", "2048"]), default="2048", show_default=True,

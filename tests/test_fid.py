@@ -338,3 +338,19 @@ def test_the_eigendecomposition_trace_is_pytorch_fids_number():
     assert trace_sqrt_product(few_a.sigma, few_b.sigma) is None
     # Not a covariance (not symmetric): left to pytorch-fid's own computation as well.
     assert trace_sqrt_product(full_a.sigma + np.triu(np.ones((64, 64)), 1), full_b.sigma) is None
+
+
+def test_gentk_fid_waits_passively_for_openmp_threads():
+    import gentk
+
+    for argv in (["/venv/bin/gentk", "fid", "a", "b"], ["-m", "fid", "run"], ["/src/gentk/__main__.py", "fid"]):
+        assert gentk._is_fid_command(argv), argv
+    for argv in (["/venv/bin/gentk", "train", "gan"], ["ipython", "fid"], ["gentk"], []):
+        assert not gentk._is_fid_command(argv), argv
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    probe = "import gentk, os; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", probe, "fid"], capture_output=True, text=True, env=env).stdout
+    assert out.strip() == "None"  # a program that is not gentk is left alone
+    code = "import sys; sys.argv = ['-m', 'fid', '--help']; import gentk, os; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout
+    assert out.strip() == "PASSIVE"
