@@ -4,7 +4,8 @@
    (timed; resumes that run if it exists and is unfinished, so a long run can be
    trained in pieces: the row also carries the loop time summed over all pieces);
 2. `gentk fid RUN --num-samples 10000` (Inception FID against the whole MNIST
-   test split; samples, and reconstructions for VAE-family models);
+   test split, or `--num-reference` of it; samples, and reconstructions for
+   VAE-family models);
 3. optionally `gentk fid RUN --num-samples 5000 --num-reference 5000` (the
    count the seed used for some rows);
 4. `gentk fid RUN --features mnist-classifier` (Frechet distance in the MNIST
@@ -54,8 +55,13 @@ def kl_tracking(run: Path, target: float) -> dict | None:
     last_epoch = max(r["epoch"] for r in train)
     last = [r for r in train if r["epoch"] == last_epoch] or train
     err = sum(abs(r["kl"] - target) for r in last) / len(last)
+    # Each epoch's own error too: "within 5 epochs" is epoch 5's number in a longer run.
+    by_epoch = {}
+    for r in train:
+        by_epoch.setdefault(r["epoch"], []).append(abs(r["kl"] - target))
     return {"target": target, "mean_abs_error": round(err, 3), "steps": len(last),
-            "final_beta": last[-1].get("beta")}
+            "final_beta": last[-1].get("beta"),
+            "by_epoch": {str(e + 1): round(sum(v) / len(v), 3) for e, v in sorted(by_epoch.items())}}
 
 
 def main() -> None:
@@ -67,6 +73,9 @@ def main() -> None:
     ap.add_argument("--name", default=None, help="Run name under runs/quality (default: MODEL-eEPOCHS[-PRESET]).")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--num-samples", type=int, default=10000)
+    ap.add_argument("--num-reference", type=int, default=None,
+                    help="Test images in the main score (default: all 10,000); 5000 with --num-samples 5000 is "
+                         "the seed's count for its VAE rows.")
     ap.add_argument("--also-5000", action="store_true", help="Also score 5000 samples vs 5000 test images.")
     # Everything after "--" goes to gentk train as is (argparse alone would give a
     # trailing positional nothing once MODEL is consumed, and read "--ema" as its own).
@@ -86,15 +95,19 @@ def main() -> None:
         train_args += ["--preset", args.preset]
     train_args += args.extra
     resumed = (run / "config.json").is_file()
-    if resumed:
+    if resumed:  # --epochs may extend a finished run (its other settings are the run's own)
         train_args = ["train", args.model, "--run-dir", str(run), "--resume", "--no-progress"]
+        if args.epochs:
+            train_args += ["--epochs", str(args.epochs)]
     train_s, _ = gentk(*train_args)
     config = json.loads((run / "config.json").read_text())
     # The training loop's own time summed over every session of the run (kept in its
     # checkpoints), so a long run trained in pieces with resume still reports its whole cost.
     trained = summarize(run)
 
-    fid_s, _ = gentk("fid", str(run), "--num-samples", str(args.num_samples), "--device", args.device, "--no-progress")
+    reference = ["--num-reference", str(args.num_reference)] if args.num_reference else []
+    fid_s, _ = gentk("fid", str(run), "--num-samples", str(args.num_samples), *reference, "--device", args.device,
+                     "--no-progress")
     fid = json.loads((run / "fid.json").read_text())
     row = {
         "model": args.model, "name": name, "preset": args.preset, "options": config["options"],

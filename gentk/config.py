@@ -28,6 +28,9 @@ class TrainConfig:
     epochs: int = setting(1, "Passes over the training data.", model_default=True)
     batch_size: int = setting(64, "Images per batch (per process under torchrun).", model_default=True)
     lr: float = setting(1e-4, "Learning rate.", model_default=True)
+    lr_schedule: str = setting("constant", "Learning rate over the run: constant (the seed's), or cosine: from --lr "
+                                           "down to 0 along half a cosine over the run's steps, per optimizer.",
+                               choices=("constant", "cosine"))
     data_fraction: float = setting(1.0, "Train on this fraction of the training split.", model_default=True)
     max_steps: int | None = setting(None, "Stop after this many steps (a step runs every phase once); "
                                           "default: as many as --epochs takes.")
@@ -143,7 +146,10 @@ COMPILE_MODES = _choices("compile_mode")
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 #: Keys that define what a run trains; --resume refuses to change them.
-IDENTITY_KEYS = ("model", "options", "batch_size", "lr", "seed", "data", "data_fraction", "fit", "world_size")
+IDENTITY_KEYS = ("model", "options", "batch_size", "lr", "lr_schedule", "seed", "data", "data_fraction", "fit",
+                 "world_size")
+#: Identity keys added after runs were first written: what a config without them trained with.
+IDENTITY_DEFAULTS = {"lr_schedule": "constant"}
 
 
 def _data_difference(saved: dict, asked: dict) -> str | None:
@@ -180,8 +186,10 @@ def identity_differences(saved: dict, asked: dict) -> list[str]:
         elif key == "data":
             if (difference := _data_difference(saved, asked)) is not None:
                 out.append(difference)
-        elif key != "world_size" and saved.get(key) != asked.get(key):
-            out.append(f"--{key.replace('_', '-')} (run: {saved.get(key)!r}, now: {asked.get(key)!r})")
+        elif key != "world_size":
+            was, now = (side.get(key, IDENTITY_DEFAULTS.get(key)) for side in (saved, asked))
+            if was != now:
+                out.append(f"--{key.replace('_', '-')} (run: {was!r}, now: {now!r})")
     return out
 
 

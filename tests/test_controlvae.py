@@ -88,3 +88,25 @@ def test_controller_state_is_logged_and_resumed(tmp_path, tiny_data):
     sidecar = json.loads((tmp_path / "r" / "checkpoints" / f"{latest}.json").read_text())
     assert set(sidecar["state"]["extra"]["controller"]) == {"beta", "I"}
     assert sidecar["state"]["beta"] == rows[-1]["beta"]
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("vae", {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 25}),
+    ("controlvae", {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 10, "ki": 0.02}),
+])
+def test_fast_presets_set_what_their_help_says(gentk_cli, tmp_path, tiny_data, model, expected):
+    common = ("--max-steps", "2", "--batch-size", "4", "--data", tiny_data, "--device", "cpu", "--no-progress",
+              "--image-size", "32")
+    assert gentk_cli("train", model, "--preset", "fast", "--run-dir", tmp_path / "r", *common).code == 0
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    for key, value in expected.items():
+        assert config["options"].get(key, config.get(key)) == value, key
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows if "lr" in r][:1] == [1e-3]  # the schedule is on (and logged)
+    # An explicit setting still wins over the preset.
+    assert gentk_cli("train", model, "--preset", "fast", "--epochs", "3", "--lr-schedule", "constant",
+                     "--run-dir", tmp_path / "r2", *common).code == 0
+    config = json.loads((tmp_path / "r2" / "config.json").read_text())
+    assert config["epochs"] == 3 and config["lr_schedule"] == "constant"
+    help_text = "".join(gentk_cli("train", model, "--help").out.split())  # wrapped anywhere
+    assert "fast=--lr0.001--lr-schedulecosine" in help_text

@@ -157,3 +157,39 @@ def test_sigint_checkpoints_and_exits_130(tmp_path, tiny_data):
     assert "resume with: gentk train vae" in err
     step = int((run / "checkpoints" / "latest").read_text().strip().split("-")[1])
     assert step >= 10
+
+
+def test_cosine_schedule_follows_the_curve_and_resumes_exactly(tmp_path, tiny_data, monkeypatch):
+    import math
+
+    common = dict(max_steps=20, epochs=10, data=tiny_data, progress=False, lr_schedule="cosine",
+                  checkpoint_every=5, **TINY)
+    train("gan", tmp_path / "straight", **common)
+    rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "split" not in r]
+    # The step after s steps runs at lr * (1 + cos(pi s / 20)) / 2: the full rate first, near 0 last.
+    for row in steps:
+        expected = 1e-3 * 0.5 * (1 + math.cos(math.pi * (row["step"] - 1) / 20))
+        assert row["lr"] == pytest.approx(expected, rel=1e-12)
+    assert steps[0]["lr"] == 1e-3 and steps[-1]["lr"] < 1e-5
+
+    # A crash after the step-10 checkpoint: the resumed run must continue the same curve.
+    from gentk.engine.loop import Trainer
+
+    real_step = Trainer._step
+
+    def crashing_step(self, model, phases, optimizers, state, *rest):
+        if state.step == 12:
+            raise RuntimeError("crash")
+        return real_step(self, model, phases, optimizers, state, *rest)
+
+    monkeypatch.setattr(Trainer, "_step", crashing_step)
+    with pytest.raises(RuntimeError, match="crash"):
+        train("gan", tmp_path / "split", **common)
+    monkeypatch.setattr(Trainer, "_step", real_step)
+    train("gan", tmp_path / "split", resume=True, progress=False)
+    assert_bitwise_equal(final_tensors(tmp_path / "straight"), final_tensors(tmp_path / "split"))
+    assert metric_rows(tmp_path / "straight") == metric_rows(tmp_path / "split")
+    # A resume with another schedule is refused: it is part of what the run trains.
+    with pytest.raises(Exception, match="--lr-schedule"):
+        train("gan", tmp_path / "split", resume=True, progress=False, lr_schedule="constant", max_steps=30)

@@ -219,6 +219,8 @@ class Trainer:
             nets = model.networks()
             self.params = {p.name: [q for net in p.networks for q in nets[net].parameters()] for p in phases}
             optimizers = {p.name: p.optimizer(self.params[p.name]) for p in phases}
+            # Each group's own rate as the phase built it (before a resume loads a decayed one).
+            self.base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in optimizers.items()}
             self.frozen = frozen_parameters(model, phases, self.params)
         if cfg.compile:
             for net in nets.values():
@@ -383,7 +385,12 @@ class Trainer:
             while state.step < total and stream.epoch < cfg.epochs:
                 if mark_step:  # CUDA-graph replays reuse their output memory: tell torch a new step begins
                     torch.compiler.cudagraph_mark_step_begin()
+                scale = lr_scale(cfg.lr_schedule, state.step, total)
+                if scale is not None:
+                    self._set_lr(optimizers, scale)
                 values = self._step(model, phases, optimizers, state, train, stream)
+                if scale is not None:
+                    values["lr"] = cfg.lr * scale
                 state.step += 1
                 state.elapsed = time.perf_counter() - started
                 self.metrics.record(state.step, state.epoch, values)
@@ -418,6 +425,11 @@ class Trainer:
         return {"steps": state.step, "epoch": state.epoch, "wall_time_s": round(state.elapsed, 3),
                 "run_dir": str(self.run.path), "last": self.metrics.last, "rank": dist.rank,
                 "world_size": dist.world}
+
+    def _set_lr(self, optimizers, scale: float) -> None:
+        for name, opt in optimizers.items():
+            for group, base in zip(opt.param_groups, self.base_lrs[name]):
+                group["lr"] = base * scale
 
     def _checkpoint(self, model, optimizers, state, stream) -> None:
         self.metrics.flush(self.checkpoints.last)
@@ -478,6 +490,19 @@ class Trainer:
                 value = value.detach() if torch.is_tensor(value) else value
                 sums[key] = sums[key] + value if key in sums else value
         return sums
+
+
+def lr_scale(schedule: str, step: int, total: int) -> float | None:
+    """The factor on each optimizer's rate for the step after ``step`` steps of ``total``; None: constant.
+
+    A function of the step alone, so a resumed run continues the same curve (the optimizers'
+    own rates are set from it before every step).
+    """
+    if schedule == "constant":
+        return None
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    raise ValueError(f"unknown lr schedule {schedule!r}")
 
 
 def frozen_parameters(model: torch.nn.Module, phases: list[Phase], params: dict) -> dict[str, list]:

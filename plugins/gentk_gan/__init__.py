@@ -24,6 +24,8 @@ class GANOptions:
     adam_beta2: float = option(0.999, "Adam beta2 for both networks.", min=0, below=1)
     ema: float = option(0.0, "Decay of an exponential moving average of the generator used for samples "
                              "(0 = off; 0.999 is typical).", min=0, below=1)
+    r1: float = option(0.0, "Weight gamma of the R1 penalty on the discriminator, gamma/2 * |grad D(real)|^2 "
+                            "(Mescheder et al. 2018; 0 = off, the seed's).", min=0)
     image_size: int = image_size_option(IMAGE_SIZES, 28)
     channels: int | None = channels_option()
 
@@ -44,10 +46,19 @@ class GANModel(GANPair):
             real = batch.images
             with torch.no_grad():  # D needs the fakes, not G's graph: no activations kept for backward
                 fake = self.fake(real.shape[0])
+            r1 = self.options.r1
+            if r1 > 0:
+                real = real.detach().requires_grad_(True)
             real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
             loss = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
-            return {"loss": loss, "real_prob": torch.sigmoid(real_logits).mean(),
-                    "fake_prob": torch.sigmoid(fake_logits).mean()}
+            metrics = {"real_prob": torch.sigmoid(real_logits).mean(), "fake_prob": torch.sigmoid(fake_logits).mean()}
+            if r1 > 0:
+                # The gradient's own graph is kept (create_graph) so the penalty trains D.
+                (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+                penalty = grad.float().pow(2).flatten(1).sum(1).mean()
+                loss = loss + r1 / 2 * penalty
+                metrics["r1_penalty"] = penalty
+            return {"loss": loss, **metrics}
         fake_logits = self.discriminator(self.fake(state.batch_size))
         return {"loss": bce(fake_logits, 1.0)}
 
