@@ -112,6 +112,7 @@ def main() -> None:
     row = {
         "model": args.model, "name": name, "preset": args.preset, "options": config["options"],
         "epochs": config["epochs"], "batch_size": config["batch_size"], "lr": config["lr"],
+        "lr_schedule": config.get("lr_schedule", "constant"),
         "data_fraction": config["data_fraction"], "extra_args": args.extra,
         "train_wall_s": round(train_s, 1), "resumed": resumed, "steps": trained["steps"],
         "train_loop_s_all_sessions": round(trained["wall_time_s"] or 0.0, 1),
