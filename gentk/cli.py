@@ -327,6 +327,19 @@ def _non_default_options(model: str, options: dict) -> dict:
     return {k: v for k, v in options.items() if defaults.get(k) != v}
 
 
+def _non_default_settings(row: dict) -> dict:
+    """A report row's epochs, batch_size, lr and lr_schedule where they are not the model's defaults."""
+    try:
+        defaults = _registry().spec(row["model"]).defaults
+    except GentkError:  # the plugin is gone: its defaults are unknown
+        defaults = None
+    out = {k: row[k] for k in ("epochs", "batch_size", "lr")
+           if row.get(k) is not None and (defaults is None or getattr(defaults, k) != row[k])}
+    if row.get("lr_schedule", "constant") != "constant":
+        out["lr_schedule"] = row["lr_schedule"]
+    return out
+
+
 # -- fid --------------------------------------------------------------------------------
 
 @cli.command()
@@ -449,9 +462,10 @@ def report(run_dirs, as_json, plots):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("run", "model", "options (non-default)", "steps", "time", "final losses", "FID")
+    table = Table("run", "model", "settings and options (non-default)", "steps", "time", "final losses", "FID")
     for r in rows:
-        opts = ", ".join(f"{k}={v}" for k, v in _non_default_options(r["model"], r["options"]).items())
+        changed = {**_non_default_settings(r), **_non_default_options(r["model"], r["options"])}
+        opts = ", ".join(f"{k}={v}" for k, v in changed.items())
         losses = "  ".join(f"{k} {v:.4g}" for k, v in r["final"].items())
         fid = "  ".join(f"{k} {v:.2f}" for k, v in (r["fid"] or {}).items()) or "-"
         wall = f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] is not None else "-"

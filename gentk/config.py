@@ -48,7 +48,7 @@ class TrainConfig:
                                                 "one is read from its on-disk cache batch by batch, with the same "
                                                 "batches. Default: a quarter of the device's memory (RAM on the CPU).")
     device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
-    sample_every: int = setting(500, "Save sample grids every N steps (and at the end).")
+    sample_every: int = setting(500, "Save sample grids every N steps (and at step 0 and the end).")
     checkpoint_every: int = setting(1000, "Write a checkpoint every N steps (and at the end).")
     keep_checkpoints: int = setting(3, "How many recent checkpoints to keep.")
     log_every: int = setting(10, "Write buffered metrics every N steps (one row per step).")

@@ -59,6 +59,10 @@ def check_settings(settings: dict, spec, where: str) -> dict:
     for key, value in settings.items():
         if key in train_fields:
             _check_train_value(key, hints[key], value, where)
+            choices = train_fields[key].metadata.get("choices")
+            if choices and value is not None and value not in choices:
+                raise UsageError(f"{where}: --{key.replace('_', '-')} must be one of {', '.join(choices)} "
+                                 f"(got {json.dumps(value)})")
         elif key in model_fields:
             f, hint = model_fields[key]
             try:
@@ -66,7 +70,7 @@ def check_settings(settings: dict, spec, where: str) -> dict:
             except UsageError as exc:
                 raise UsageError(f"{where}: {exc}") from None
         elif key == "preset":
-            if value not in spec.presets:
+            if not isinstance(value, str) or value not in spec.presets:
                 raise UsageError(f"{where}: preset {value!r} is not one of {spec.name}'s "
                                  f"({', '.join(spec.presets) or 'it has none'})")
         else:

@@ -89,3 +89,31 @@ def test_installed_broken_plugin_end_to_end(tmp_path, tiny_data):
     run = subprocess.run(python_gentk() + ["train", "vae", "--max-steps", "1", "--data", tiny_data, "--run-dir",
                                            str(tmp_path / "r"), *TINY_TRAIN], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
+
+
+def test_resume_that_would_shrink_or_re_preset_a_run_is_refused(gentk_cli, tmp_path, tiny_data):
+    from conftest import TINY_TRAIN
+
+    run = tmp_path / "r"
+    assert gentk_cli("train", "gan", "--max-steps", "4", "--data", tiny_data, "--run-dir", run, *TINY_TRAIN).code == 0
+    before = (run / "config.json").read_bytes()
+    result = gentk_cli("train", "gan", "--run-dir", run, "--resume", "--max-steps", "2", "--no-progress")
+    assert result.code != 0 and "has trained 4 steps" in result.err and "Traceback" not in result.err
+    assert result.err.strip().splitlines()[-1].startswith("Error: ")  # after the data line: one line
+    result = gentk_cli("train", "vae", "--run-dir", run, "--resume", "--preset", "fast", "--no-progress")
+    assert result.code != 0 and "leave --preset out" in result.err
+    assert (run / "config.json").read_bytes() == before  # neither refusal rewrote the run
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('preset = ["fast"]', "preset ['fast'] is not one of vae's (fast)"),
+    ('preset = {a = 1}', "is not one of vae's (fast)"),
+    ('lr_schedule = "linear"', '--lr-schedule must be one of constant, cosine (got "linear")'),
+])
+def test_config_file_preset_and_choice_values(gentk_cli, tmp_path, tiny_data, text, expected):
+    path = tmp_path / "c.toml"
+    path.write_text(text + "\n")
+    result = gentk_cli("train", "vae", "--config", path, "--data", tiny_data, "--run-dir", tmp_path / "r",
+                       "--max-steps", "1", "--no-progress")
+    assert result.code != 0 and expected in result.err and "Traceback" not in result.err, result.err
+    assert str(path) in result.err

@@ -360,17 +360,22 @@ class Trainer:
         self.metrics = MetricsLog(self.run.metrics_path, dist, cfg.batch_size * batches_per_step * dist.world,
                                   on_rows=self._log_rows)
         self.checkpoints = Checkpointer(self.run, dist, cfg, self.console)
+        total = math.ceil(cfg.epochs * stream.batches_per_epoch / batches_per_step)
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
         if self.resume:
             dist.call(lambda: self.checkpoints.restore(model, optimizers, state, stream, self.precision))
+            if state.step > total:  # before config.json is rewritten: a refused resume changes nothing
+                raise ConfigMismatchError(
+                    f"{self.run.path} has trained {state.step} steps, more than --epochs {cfg.epochs}"
+                    + (f" / --max-steps {cfg.max_steps}" if cfg.max_steps is not None else "")
+                    + f" plan ({total}); resume with at least that many, or leave them out to keep the run's own")
             dist.call(self._write_config, main_only=True)  # (a refused resume changed nothing)
         self.loggers = self._open_loggers(state.step if self.resume else None)
 
         with self.registry.model_code(cfg.model, "noise"):
             noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(self.device)
         real = test.batch(torch.arange(min(32, len(test))))
-        total = math.ceil(cfg.epochs * stream.batches_per_epoch / batches_per_step)
-        if cfg.max_steps is not None:
-            total = min(total, cfg.max_steps)
         self._planned = total
         self._status("running", state.step)
         if state.step == 0:
@@ -482,7 +487,14 @@ class Trainer:
                 state.skipped_nonfinite += 1
                 values["skipped_nonfinite"] = state.skipped_nonfinite
                 continue
-            amp.backward(phase.name, out["loss"])
+            try:
+                amp.backward(phase.name, out["loss"])
+            except RuntimeError as exc:
+                if self.config.compile and "double backward" in str(exc):
+                    raise UsageError(f"model {self.spec.name!r}, phase {phase.name!r}: its loss takes a gradient of "
+                                     "a gradient (e.g. --r1, --gradient-penalty), which torch.compile cannot train "
+                                     "through; run without --compile") from None
+                raise
             self.dist.average_gradients(self.params[phase.name])
             amp.step(phase.name, opt)
             self.registry.model_hook("on_step", model, phase=phase.name, state=state, metrics=out)
@@ -551,6 +563,9 @@ def train(model: str, run_dir: str | Path | None = None, *, resume: bool = False
     if resume:
         if run_dir is None:
             raise UsageError("--resume needs --run-dir: the run to continue")
+        if settings.get("preset") is not None:
+            raise UsageError(f"--preset {settings['preset']} sets what a run trains, and a resumed run keeps its "
+                             "own settings: leave --preset out (extend a run with --epochs or --max-steps)")
         base = RunDir(run_dir).read_config()
         if base["model"] != model:
             raise UsageError(f"{run_dir} is a {base['model']} run: resume it with gentk train {base['model']} "
