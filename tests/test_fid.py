@@ -187,6 +187,11 @@ def test_bad_inputs(gentk_cli, weights_file, tmp_path, mnist_like_folders):
     Image.new("L", (8, 8)).save(mixed / "a.png")
     Image.new("L", (9, 9)).save(mixed / "b.png")
     assert "mixed sizes" in one_line_error(gentk_cli("fid", mixed, a, "--weights", weights_file))
+    # The second folder too, named, and before the first is scored (no network built, no progress).
+    result = gentk_cli("fid", a, mixed, "--weights", weights_file)
+    line = one_line_error(result)
+    assert f"{mixed}: images have mixed sizes (a.png is 8x8, b.png is 9x9)" in line
+    assert "Inception" not in result.err and "images/s" not in result.err
     bad_npz = tmp_path / "bad.npz"
     bad_npz.write_bytes(b"PK\x03\x04 definitely not a zip")
     assert "not a readable .npz" in one_line_error(gentk_cli("fid", bad_npz, a, "--weights", weights_file))

@@ -87,6 +87,24 @@ def decode_image(path: Path) -> np.ndarray:
     return pixels[None] if gray else pixels.transpose(2, 0, 1)
 
 
+def check_one_size(paths: list[Path], where: str) -> None:
+    """DataError naming ``where`` and two files unless every image has one size (headers only: fast)."""
+    first = None
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                size = img.size
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise DataError(f"{path} is not a readable image ({type(exc).__name__})") from exc
+        if first is None:
+            first = (path, size)
+        elif size != first[1]:
+            (w0, h0), (w1, h1) = first[1], size
+            raise DataError(f"{where}: images have mixed sizes ({first[0].name} is {w0}x{h0}, {path.name} is "
+                            f"{w1}x{h1}); resize them to one size first (training fits any sizes; scoring "
+                            "compares them as they are)")
+
+
 def read_images(paths: list[Path]) -> np.ndarray:
     """uint8 N x C x H x W of same-sized images (samples to score); C is 1 if every image is
     grayscale, else 3."""

@@ -16,7 +16,7 @@ from ..version import __version__
 from ..config import TrainConfig, resolve_device
 from ..data import load_dataset
 from ..data.cache import gentk_home
-from ..data.folder import read_images
+from ..data.folder import check_one_size, read_images
 from ..errors import DataError, UsageError
 from ..fsutil import atomic_write_text, probe_writable
 from ..runs import RunDir
@@ -91,15 +91,28 @@ def _is_main(settings: FidSettings) -> bool:
 
 # -- folders and .npz --------------------------------------------------------------------
 
-def folder_images(folder: Path) -> tuple[torch.Tensor, int]:
-    """uint8 images of a folder (not recursive, pytorch-fid's suffixes) and the count of skipped files."""
+def folder_files(folder: Path) -> tuple[list[Path], int]:
+    """A folder's image files (not recursive, pytorch-fid's suffixes) and the count of other files."""
     if not folder.is_dir():
         raise DataError(f"{folder} is neither a folder of images nor a .npz of statistics")
     files = sorted(p for p in folder.iterdir() if p.is_file())
     images = [p for p in files if p.suffix.lower() in FID_IMAGE_SUFFIXES]
     if not images:
         raise DataError(f"{folder} holds no images ({', '.join(sorted(FID_IMAGE_SUFFIXES))})")
-    return torch.from_numpy(read_images(images)), len(files) - len(images)
+    return images, len(files) - len(images)
+
+
+def folder_images(folder: Path) -> tuple[torch.Tensor, int]:
+    """uint8 images of a folder and the count of skipped files."""
+    images, skipped = folder_files(folder)
+    return torch.from_numpy(read_images(images)), skipped
+
+
+def check_inputs(paths: list[Path]) -> None:
+    """Each folder holds images of one size: refused before the network is built or any folder scored."""
+    for path in paths:
+        if not (path.suffix == ".npz" and not path.is_dir()):
+            check_one_size(folder_files(path)[0], str(path))
 
 
 def path_stats(path: Path, extract: FeatureExtractor | None, settings: FidSettings) -> tuple[Stats, dict]:
@@ -132,6 +145,7 @@ def fid_of_paths(paths: list[str], settings: FidSettings, save_to: str | None = 
     if save_to is not None and _is_main(settings):
         probe_writable(Path(save_to).parent)
     need_net = any(not (p.suffix == ".npz" and not p.is_dir()) for p in paths)
+    check_inputs(paths)
     extract = _extractor(settings) if need_net else None
     results = [path_stats(p, extract, settings) for p in paths]
     dims = extract.dims if extract is not None else results[0][0].dims
