@@ -54,6 +54,11 @@ def to_8bit(img, path: Path, mode: str) -> np.ndarray:
     return np.asarray(img.convert(mode), dtype=np.uint8)
 
 
+#: What Pillow raises for a file that is not a readable image (some damaged PNG chunks are a
+#: SyntaxError, "broken PNG file").
+UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
 def open_image(path: Path):
     """A loaded Pillow image, or DataError naming the file (too large, damaged, not an image)."""
     try:
@@ -64,19 +69,24 @@ def open_image(path: Path):
                 raise DataError(f"{path}: {img.width}x{img.height} is too large an image")
             img.load()
             return img.copy()
-    # Pillow reports some damaged PNG chunks as SyntaxError ("broken PNG file").
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except UNREADABLE as exc:
+        raise DataError(f"{path} is not a readable image ({type(exc).__name__})") from exc
+
+
+def image_header(path: Path) -> tuple[str, tuple[int, int]]:
+    """An image file's Pillow mode and (width, height) from its header alone (no decoding);
+    DataError if unreadable."""
+    try:
+        with warnings.catch_warnings(), Image.open(path) as img:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return img.mode, img.size
+    except UNREADABLE as exc:
         raise DataError(f"{path} is not a readable image ({type(exc).__name__})") from exc
 
 
 def image_mode(path: Path) -> str:
     """An image file's Pillow mode from its header alone (no decoding); DataError if unreadable."""
-    try:
-        with warnings.catch_warnings(), Image.open(path) as img:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return img.mode
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path} is not a readable image ({type(exc).__name__})") from exc
+    return image_header(path)[0]
 
 
 def decode_image(path: Path) -> np.ndarray:
@@ -89,13 +99,13 @@ def decode_image(path: Path) -> np.ndarray:
 
 def check_one_size(paths: list[Path], where: str) -> None:
     """DataError naming ``where`` and two files unless every image has one size (headers only: fast)."""
+    _refuse_mixed_sizes(((path, image_header(path)[1]) for path in paths), where)
+
+
+def _refuse_mixed_sizes(sized, where: str) -> None:
+    """DataError naming ``where`` and the first two files of different sizes in (path, size) pairs."""
     first = None
-    for path in paths:
-        try:
-            with Image.open(path) as img:
-                size = img.size
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise DataError(f"{path} is not a readable image ({type(exc).__name__})") from exc
+    for path, size in sized:
         if first is None:
             first = (path, size)
         elif size != first[1]:
@@ -113,11 +123,7 @@ def read_images(paths: list[Path]) -> np.ndarray:
     loaded = [open_image(path) for path in paths]
     gray = all(img.mode in GRAY_MODES for img in loaded)
     mode = "L" if gray else "RGB"
-    sizes = {img.size for img in loaded}
-    if len(sizes) > 1:
-        (w0, h0), (w1, h1) = sorted(sizes)[:2]
-        raise DataError(f"images have mixed sizes ({w0}x{h0}, {w1}x{h1}, ...); "
-                        "resize them to one size first (training fits any sizes; scoring compares as they are)")
+    _refuse_mixed_sizes(((path, img.size) for path, img in zip(paths, loaded)), str(paths[0].parent))
     arrays = [to_8bit(img, path, mode) for img, path in zip(loaded, paths)]
     stacked = np.stack(arrays)
     return stacked[:, None] if gray else stacked.transpose(0, 3, 1, 2).copy()

@@ -81,7 +81,7 @@ class FeatureExtractor:
         self.console = console
         # The compiled package has one batch size; another --batch-size runs the traced graph.
         self._compile = compile and self._fast_cpu and batch_size == compiled.COMPILED_BATCH
-        if compile is True and not self._compile and compile_asked:
+        if compile_asked and not self._compile:
             self._say(f"--compile applies to fp32 on the CPU at batch {compiled.COMPILED_BATCH}; "
                       f"{'using the traced network' if self._fast_cpu else 'using the eager network'}")
         self.network_kind = "eager"

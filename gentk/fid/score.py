@@ -91,6 +91,11 @@ def _is_main(settings: FidSettings) -> bool:
 
 # -- folders and .npz --------------------------------------------------------------------
 
+def _is_npz(path: Path) -> bool:
+    """A path given as saved statistics rather than a folder of images."""
+    return path.suffix == ".npz" and not path.is_dir()
+
+
 def folder_files(folder: Path) -> tuple[list[Path], int]:
     """A folder's image files (not recursive, pytorch-fid's suffixes) and the count of other files."""
     if not folder.is_dir():
@@ -111,12 +116,12 @@ def folder_images(folder: Path) -> tuple[torch.Tensor, int]:
 def check_inputs(paths: list[Path]) -> None:
     """Each folder holds images of one size: refused before the network is built or any folder scored."""
     for path in paths:
-        if not (path.suffix == ".npz" and not path.is_dir()):
+        if not _is_npz(path):
             check_one_size(folder_files(path)[0], str(path))
 
 
 def path_stats(path: Path, extract: FeatureExtractor | None, settings: FidSettings) -> tuple[Stats, dict]:
-    if path.suffix == ".npz" and not path.is_dir():
+    if _is_npz(path):
         stats = load_stats(path)
         return stats, {"path": str(path), "kind": "npz", "count": stats.count}
     images, skipped = folder_images(path)
@@ -144,7 +149,7 @@ def fid_of_paths(paths: list[str], settings: FidSettings, save_to: str | None = 
     paths = [Path(p) for p in paths]
     if save_to is not None and _is_main(settings):
         probe_writable(Path(save_to).parent)
-    need_net = any(not (p.suffix == ".npz" and not p.is_dir()) for p in paths)
+    need_net = not all(_is_npz(p) for p in paths)
     check_inputs(paths)
     extract = _extractor(settings) if need_net else None
     results = [path_stats(p, extract, settings) for p in paths]
