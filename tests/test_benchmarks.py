@@ -39,3 +39,22 @@ def test_gpu_script_refuses_missing_arguments_and_existing_runs(tmp_path):
     assert proc.returncode == 2
     assert "exists" in proc.stderr
     assert not (tmp_path / "out").exists()  # refused before anything was made
+
+
+def test_recon_variants_are_the_runs_reconstructions_and_their_clamped_logits(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import vae_recon_variants
+    from gentk_vae import VAEModel, VAEOptions
+
+    from gentk.images import to_uint8
+
+    torch.manual_seed(0)
+    model = VAEModel(VAEOptions(image_size=32, channels=1)).eval()
+    real = torch.randint(0, 256, (6, 1, 32, 32), dtype=torch.uint8)
+    out = vae_recon_variants.variants(model, real, batch_size=4)
+    with torch.no_grad():
+        assert torch.equal(out["mean-sigmoid"], to_uint8(model.reconstruct(real.float() / 255)))
+        logits = model.decoder(model.encoder(real.float() / 255)[0])
+    assert torch.equal(out["clamped-logits"], to_uint8(logits.clamp(0, 1)))
+    assert not torch.equal(out["sampled-sigmoid"], out["mean-sigmoid"])  # z drawn, not the mean
+    assert all(v.shape == real.shape and v.dtype == torch.uint8 for v in out.values())

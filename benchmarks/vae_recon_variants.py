@@ -1,0 +1,77 @@
+"""How a VAE's reconstruction FID depends on how the reconstructions are turned into images.
+
+The seed reports FID 29.41 for its VAE's reconstructions but does not show how it
+wrote them to PNG. This scores one trained run's reconstructions of the first N
+test images (against the same N, as the seed) three ways, in one process:
+
+- `mean-sigmoid`: sigmoid(decoder(posterior mean)), what `gentk fid` scores;
+- `sampled-sigmoid`: sigmoid(decoder(z)) with z drawn from the posterior (the seed's forward pass);
+- `clamped-logits`: the decoder's logits clamped to [0, 1], what `save_image(logits)`
+  writes when the sigmoid is left out (the network ends in logits for BCE-with-logits).
+
+Usage: python benchmarks/vae_recon_variants.py RUN [--num 5000]
+Appends a row to benchmarks/results/vae_recon_variants.jsonl and prints it;
+nothing is written into the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from machine import describe  # this folder's machine.py
+
+from gentk.fid.score import FidSettings, _extractor, _run_reference
+from gentk.fid.stats import frechet_distance, stats_from_features
+from gentk.images import to_uint8
+from gentk.sampling import load_run
+
+RESULTS = Path(__file__).resolve().parent / "results" / "vae_recon_variants.jsonl"
+
+
+@torch.no_grad()
+def variants(model, real_uint8: torch.Tensor, batch_size: int = 500) -> dict[str, torch.Tensor]:
+    out: dict[str, list[torch.Tensor]] = {"mean-sigmoid": [], "sampled-sigmoid": [], "clamped-logits": []}
+    gen = torch.Generator().manual_seed(0)
+    for start in range(0, real_uint8.shape[0], batch_size):
+        x = real_uint8[start:start + batch_size].float() / 255
+        mean, logvar = model.encoder(x)
+        z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=gen)
+        logits_mean = model.decoder(mean)
+        out["mean-sigmoid"].append(to_uint8(torch.sigmoid(logits_mean)))
+        out["sampled-sigmoid"].append(to_uint8(torch.sigmoid(model.decoder(z))))
+        out["clamped-logits"].append(to_uint8(logits_mean.clamp(0, 1)))
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run")
+    ap.add_argument("--num", type=int, default=5000, help="Test images reconstructed and used as the reference.")
+    args = ap.parse_args()
+    settings = FidSettings(device="cpu")
+    extract = _extractor(settings)
+    loaded = load_run(args.run, device="cpu")
+    model = loaded.model.eval()
+    cfg = loaded.config
+    reference, ref_stats, _ = _run_reference(cfg, model, args.num, extract, settings, [])
+    real = reference[:args.num]
+    scores = {name: round(frechet_distance(stats_from_features(extract(images, label=name)), ref_stats), 2)
+              for name, images in variants(model, real).items()}
+    row = {"run": args.run, "model": cfg.model, "options": cfg.options, "epochs": cfg.epochs, "lr": cfg.lr,
+           "lr_schedule": cfg.lr_schedule, "step": loaded.step, "images": int(real.shape[0]),
+           "reference": f"first {int(real.shape[0])} test images", "fid": scores,
+           "inception_sha256": extract.weights.record()["sha256"], "machine": describe(),
+           "date": time.strftime("%Y-%m-%d %H:%M"),
+           "command": "python benchmarks/vae_recon_variants.py " + " ".join(sys.argv[1:])}
+    with open(RESULTS, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
