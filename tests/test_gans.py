@@ -137,3 +137,19 @@ def test_gan_r1_penalty_is_the_gradient_norm_on_real_images(tmp_path, tiny_data)
     rows = [json.loads(line) for line in (tmp_path / "r10.0" / "metrics.jsonl").read_text().splitlines()]
     assert all(row["discriminator_r1_penalty"] > 0 for row in rows)
     assert not all(torch.equal(a, b) for a, b in zip(runs[0.0].parameters(), runs[10.0].parameters()))
+
+
+def test_gan_quality_preset_sets_ema_cosine_and_r1_and_flags_still_win(gentk_cli, tmp_path, tiny_data):
+    import json
+
+    common = ("--max-steps", "2", "--batch-size", "8", "--data", tiny_data, "--device", "cpu", "--no-progress")
+    assert gentk_cli("train", "gan", "--preset", "quality", "--run-dir", tmp_path / "q", *common).code == 0
+    config = json.loads((tmp_path / "q" / "config.json").read_text())
+    assert config["options"]["ema"] == 0.999 and config["options"]["r1"] == 0.2
+    assert config["lr_schedule"] == "cosine" and config["epochs"] == 10  # the seed's epochs are kept
+    rows = [json.loads(line) for line in (tmp_path / "q" / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["discriminator_r1_penalty"] > 0 for row in rows if "discriminator_loss" in row)
+    assert gentk_cli("train", "gan", "--preset", "quality", "--r1", "0", "--run-dir", tmp_path / "q0", *common).code == 0
+    assert json.loads((tmp_path / "q0" / "config.json").read_text())["options"]["r1"] == 0.0
+    help_text = "".join(gentk_cli("train", "gan", "--help").out.split())
+    assert "quality=--ema0.999--lr-schedulecosine--r10.2" in help_text
