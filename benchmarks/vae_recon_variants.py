@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from machine import describe  # this folder's machine.py
 
+from gentk.errors import GentkError
 from gentk.fid.score import FidSettings, _extractor, _run_reference
 from gentk.fid.stats import frechet_distance, stats_from_features
 from gentk.images import to_uint8
@@ -49,20 +50,38 @@ def variants(model, real_uint8: torch.Tensor, batch_size: int = 500) -> dict[str
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run")
-    ap.add_argument("--num", type=int, default=5000, help="Test images reconstructed and used as the reference.")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog=f"Appends a row to {RESULTS.relative_to(RESULTS.parents[2])}.")
+    ap.add_argument("run", help="A VAE-family run (gentk train vae or controlvae).")
+    ap.add_argument("--num", type=int, default=5000,
+                    help="The first NUM test images: reconstructed, and the reference (default: 5000, the seed's "
+                         "count; about 8 images/s per core go through Inception: NUM for each of the three ways, and NUM more the first time, for the reference).")
     args = ap.parse_args()
+    if args.num < 2:
+        sys.exit(f"Error: --num must be at least 2 (got {args.num})")
+    try:
+        score(args)
+    except GentkError as exc:
+        sys.exit(f"Error: {exc}")
+
+
+def score(args) -> None:
     settings = FidSettings(device="cpu")
     extract = _extractor(settings)
     loaded = load_run(args.run, device="cpu")
     model = loaded.model.eval()
     cfg = loaded.config
+    if not (hasattr(model, "encoder") and hasattr(model, "decoder")):
+        sys.exit(f"Error: {args.run} is a {cfg.model} run, with no encoder and decoder to reconstruct with: "
+                 "give a vae or controlvae run")
     reference, ref_stats, _ = _run_reference(cfg, model, args.num, extract, settings, [])
     real = reference[:args.num]
+    if real.shape[0] < args.num:
+        print(f"note: the run's test split has {real.shape[0]} images: scoring {real.shape[0]}, not {args.num}",
+              file=sys.stderr)
     scores = {name: round(frechet_distance(stats_from_features(extract(images, label=name)), ref_stats), 2)
               for name, images in variants(model, real).items()}
-    row = {"run": args.run, "model": cfg.model, "options": cfg.options, "epochs": cfg.epochs, "lr": cfg.lr,
+    row = {"run": args.run, "model": cfg.model, "options": cfg.options, "epochs": cfg.epochs, "max_steps": cfg.max_steps, "lr": cfg.lr,
            "lr_schedule": cfg.lr_schedule, "step": loaded.step, "images": int(real.shape[0]),
            "reference": f"first {int(real.shape[0])} test images", "fid": scores,
            "inception_sha256": extract.weights.record()["sha256"], "machine": describe(),

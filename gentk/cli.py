@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .version import __version__
-from .errors import GentkError
+from .errors import GentkError, UsageError
 from .options import flag_name
 
 err_console = Console(stderr=True, soft_wrap=True)
@@ -56,7 +56,14 @@ def _read_config(ctx, value) -> None:
     from .config_file import read_config_file
 
     settings = read_config_file(value, _registry().spec(ctx.command.name))
+    ctx.meta["gentk.config_file"] = value  # so an error about a setting it made can name it
     ctx.default_map = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}
+
+
+def _check_preset(spec, value):
+    if value is not None and value not in spec.presets:
+        raise click.BadParameter(f"{value!r} is not one of {spec.name}'s presets ({', '.join(sorted(spec.presets))})")
+    return value
 
 
 def _setting_option(f, hint, model_defaults: dict) -> click.Option:
@@ -99,10 +106,13 @@ def _model_command(name: str) -> click.Command:
     params = [_setting_option(f, hints[f.name], model_defaults) for f in cli_settings()]
     params += [click.Option([decl], **kwargs) for decl, kwargs in RUN_OPTIONS]
     if spec.presets:
-        params.append(click.Option(["--preset"], type=click.Choice(sorted(spec.presets)), default=None,
-                                   help="A named set of option values (explicit options still win): "
+        params.append(click.Option(["--preset"], default=None, metavar=f"[{'|'.join(sorted(spec.presets))}]",
+                                   callback=lambda ctx, param, value: _check_preset(spec, value),
+                                   help="A named set of option values: "
                                         + "; ".join(f"{name} = {_preset_flags(values)}"
-                                                    for name, values in sorted(spec.presets.items())) + "."))
+                                                    for name, values in sorted(spec.presets.items()))
+                                        + ". A --config file's keys override it and options given here override "
+                                          "both; --resume refuses it (a resumed run keeps its settings)."))
     core_names = {p.name for p in params}
     for opt in click_options(spec.options):
         if opt.name in core_names:
@@ -119,6 +129,10 @@ def _model_command(name: str) -> click.Command:
                     if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
         run_dir = explicit.pop("run_dir", None)
         resume = explicit.pop("resume", False)
+        if resume and "preset" in explicit and ctx.get_parameter_source("preset") is ParameterSource.DEFAULT_MAP:
+            raise UsageError(f"--config {ctx.meta['gentk.config_file']}: preset {explicit['preset']!r} sets what a run "
+                             "trains, and a resumed run keeps its own settings: drop the preset from the file "
+                             "(extend a run with --epochs or --max-steps)")
         progress = kwargs["progress"]
         explicit.pop("progress", None)
         nproc = explicit.pop("nproc", None)
@@ -267,6 +281,10 @@ def models(model, as_json, image_size, channels):
     for key, d in info["options"].items():
         opts.add_row(flag_name(key), repr(d["default"]), d["help"])
     out_console.print(opts)
+    defaults = ", ".join(f"{flag_name(k)} {v}" for k, v in info["training_defaults"].items())
+    click.echo(f"training defaults: {defaults}")
+    for name, values in sorted(info["presets"].items()):
+        click.echo(f"preset {name}: {_preset_flags(values)}")
 
 
 @cli.command()

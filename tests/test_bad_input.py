@@ -33,7 +33,7 @@ def test_bad_train_options(gentk_cli, tmp_path, tiny_data, args, code, expected)
 
 
 def test_unknown_preset(gentk_cli):
-    assert "'fast' is not 'paper'" in one_line_error(gentk_cli("train", "ssgan", "--preset", "fast"), 2)
+    assert "'fast' is not one of ssgan's presets (paper)" in one_line_error(gentk_cli("train", "ssgan", "--preset", "fast"), 2)
 
 
 def test_run_dir_that_is_a_file(gentk_cli, tmp_path, tiny_data):

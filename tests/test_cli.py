@@ -20,6 +20,13 @@ def test_models_lists_vae(gentk_cli):
     assert any(r["name"] == "vae" and r["plugin"] == "vae" for r in rows)
 
 
+def test_models_table_shows_training_defaults_and_presets(gentk_cli):
+    out = gentk_cli("models", "vae").out
+    assert "training defaults: --epochs 250, --batch-size 64, --lr 0.0001" in out
+    assert "preset fast: --lr 0.001 --lr-schedule cosine --epochs 25" in out
+    assert "preset" not in gentk_cli("models", "ssgan").out.replace("preset paper", "")
+
+
 def test_train_help_shows_model_options_and_defaults(gentk_cli):
     result = gentk_cli("train", "vae", "--help")
     assert result.code == 0

@@ -92,7 +92,7 @@ def test_controller_state_is_logged_and_resumed(tmp_path, tiny_data):
 
 @pytest.mark.parametrize("model, expected", [
     ("vae", {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 25}),
-    ("controlvae", {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 10, "ki": 0.02}),
+    ("controlvae", {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 25, "ki": 0.02}),
 ])
 def test_fast_presets_set_what_their_help_says(gentk_cli, tmp_path, tiny_data, model, expected):
     common = ("--max-steps", "2", "--batch-size", "4", "--data", tiny_data, "--device", "cpu", "--no-progress",

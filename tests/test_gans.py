@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import one_line_error
 
 import gentk
 from gentk.engine import train
@@ -153,3 +154,10 @@ def test_gan_quality_preset_sets_ema_cosine_and_r1_and_flags_still_win(gentk_cli
     assert json.loads((tmp_path / "q0" / "config.json").read_text())["options"]["r1"] == 0.0
     help_text = "".join(gentk_cli("train", "gan", "--help").out.split())
     assert "quality=--ema0.999--lr-schedulecosine--r10.2" in help_text
+    # A resumed run keeps its settings: a preset from a --config file is refused, naming the file.
+    (tmp_path / "c.toml").write_text('preset = "quality"\n')
+    before = (tmp_path / "q" / "config.json").read_bytes()
+    line = one_line_error(gentk_cli("train", "gan", "--run-dir", tmp_path / "q", "--resume", "--config",
+                                    tmp_path / "c.toml", "--max-steps", "4"), 2)
+    assert "c.toml: preset 'quality'" in line and "drop the preset from the file" in line
+    assert (tmp_path / "q" / "config.json").read_bytes() == before

@@ -65,5 +65,5 @@ def register_models(register):
         description="VAE whose KL weight a PI controller sets to hold a target KL (seed section 1-4)",
         # The VAE's fast preset, and an integrator 20x the seed's: at Adam 1e-3 the KL the model wants
         # drifts up as it learns, and Ki 0.001-0.005 trailed the target by ~1 nat (docs/models.md "Presets").
-        presets={"fast": {"lr": 1e-3, "lr_schedule": "cosine", "ki": 0.02, "epochs": 10}},
+        presets={"fast": {"lr": 1e-3, "lr_schedule": "cosine", "ki": 0.02, "epochs": 25}},
     ))
