@@ -55,7 +55,8 @@ def main() -> None:
     ap.add_argument("run", help="A VAE-family run (gentk train vae or controlvae).")
     ap.add_argument("--num", type=int, default=5000,
                     help="The first NUM test images: reconstructed, and the reference (default: 5000, the seed's "
-                         "count; about 8 images/s per core go through Inception: NUM for each of the three ways, and NUM more the first time, for the reference).")
+                         "count). Inception takes about 8 images/s per core here: NUM for each of the three ways, "
+                         "and NUM more the first time, for the reference.")
     args = ap.parse_args()
     if args.num < 2:
         sys.exit(f"Error: --num must be at least 2 (got {args.num})")
@@ -81,8 +82,8 @@ def score(args) -> None:
               file=sys.stderr)
     scores = {name: round(frechet_distance(stats_from_features(extract(images, label=name)), ref_stats), 2)
               for name, images in variants(model, real).items()}
-    row = {"run": args.run, "model": cfg.model, "options": cfg.options, "epochs": cfg.epochs, "max_steps": cfg.max_steps, "lr": cfg.lr,
-           "lr_schedule": cfg.lr_schedule, "step": loaded.step, "images": int(real.shape[0]),
+    row = {"run": args.run, "model": cfg.model, "options": cfg.options, "epochs": cfg.epochs,
+           "max_steps": cfg.max_steps, "lr": cfg.lr, "lr_schedule": cfg.lr_schedule, "step": loaded.step, "images": int(real.shape[0]),
            "reference": f"first {int(real.shape[0])} test images", "fid": scores,
            "inception_sha256": extract.weights.record()["sha256"], "machine": describe(),
            "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -71,7 +71,7 @@ def check_settings(settings: dict, spec, where: str) -> dict:
                 raise UsageError(f"{where}: {exc}") from None
         elif key == "preset":
             if not isinstance(value, str) or value not in spec.presets:
-                raise UsageError(f"{where}: preset {value!r} is not one of {spec.name}'s "
+                raise UsageError(f"{where}: preset {value!r} is not one of {spec.name}'s presets "
                                  f"({', '.join(spec.presets) or 'it has none'})")
         else:
             known = sorted(set(train_fields) | set(model_fields) | EXTRA_KEYS)
