@@ -61,8 +61,10 @@ def _read_config(ctx, value) -> None:
 
 
 def _check_preset(spec, value):
-    if value is not None and value not in spec.presets:
-        raise click.BadParameter(f"{value!r} is not one of {spec.name}'s presets ({', '.join(sorted(spec.presets))})")
+    from .config_file import preset_problem
+
+    if value is not None and (problem := preset_problem(spec, value)):
+        raise click.BadParameter(problem)
     return value
 
 

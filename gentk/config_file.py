@@ -51,6 +51,13 @@ def read_config_file(path: str | Path, spec) -> dict:
     return check_settings(flat, spec, f"--config {path}")
 
 
+def preset_problem(spec, value) -> str | None:
+    """Why ``value`` is not one of the model's presets (None when it is): one wording for the file and --preset."""
+    if isinstance(value, str) and value in spec.presets:
+        return None
+    return f"preset {value!r} is not one of {spec.name}'s presets ({', '.join(sorted(spec.presets)) or 'it has none'})"
+
+
 def check_settings(settings: dict, spec, where: str) -> dict:
     """Every key a gentk setting or an option of the model, of the right type."""
     hints = typing.get_type_hints(TrainConfig)
@@ -70,9 +77,8 @@ def check_settings(settings: dict, spec, where: str) -> dict:
             except UsageError as exc:
                 raise UsageError(f"{where}: {exc}") from None
         elif key == "preset":
-            if not isinstance(value, str) or value not in spec.presets:
-                raise UsageError(f"{where}: preset {value!r} is not one of {spec.name}'s presets "
-                                 f"({', '.join(spec.presets) or 'it has none'})")
+            if problem := preset_problem(spec, value):
+                raise UsageError(f"{where}: {problem}")
         else:
             known = sorted(set(train_fields) | set(model_fields) | EXTRA_KEYS)
             hint = "" if key in CONFIG_FIELDS else f"; {spec.name} takes: {', '.join(known)}"
