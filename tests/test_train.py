@@ -36,7 +36,7 @@ def test_train_writes_a_complete_run(gentk_cli, tmp_path, tiny_data):
                        "--run-dir", run, "--batch-size", "4", "--device", "cpu", "--no-progress")
     assert result.code == 0, result
     config = json.loads((run / "config.json").read_text())
-    assert config["model"] == "vae" and config["options"] == {"dim_z": 10, "beta": 1.0, "image_size": 64, "channels": 1}
+    assert config["model"] == "vae" and config["options"] == {"dim_z": 10, "beta": 1.0, "width": 1, "image_size": 64, "channels": 1}
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "split" not in r]
     assert [r["step"] for r in train_rows] == list(range(1, 21))

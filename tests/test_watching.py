@@ -94,7 +94,7 @@ def test_config_from_toml_with_a_flag_overriding_it(gentk_cli, tmp_path, tiny_da
     assert result.code == 0, result
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["batch_size"] == 4 and config["max_steps"] == 3
-    assert config["options"] == {"dim_z": 6, "beta": 3.5, "image_size": 64, "channels": 1}  # the flag won over the file
+    assert config["options"] == {"dim_z": 6, "beta": 3.5, "width": 1, "image_size": 64, "channels": 1}  # the flag won over the file
 
 
 @pytest.mark.parametrize("text, expected", [

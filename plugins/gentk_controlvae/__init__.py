@@ -8,6 +8,7 @@ from gentk import ModelSpec, TrainDefaults, hookimpl, option
 from gentk.errors import UsageError
 from gentk.options import channels_option, image_size_option
 from gentk_vae import VAEModel
+from gentk_vae.model import width_option
 from gentk_vae.networks import IMAGE_SIZES
 
 from .controller import PIController
@@ -18,6 +19,7 @@ __all__ = ["ControlVAEModel", "ControlVAEOptions", "PIController"]
 @dataclass
 class ControlVAEOptions:
     dim_z: int = option(10, "Size of the latent code.", min=1, max=4096)
+    width: int = width_option()
     target_kl: float = option(14.0, "KL the controller holds the model at (the seed ran 8 and 14).", min=0)
     kp: float = option(0.01, "Proportional gain.", min=0)
     ki: float = option(0.001, "Integral gain.", min=0)

@@ -4,7 +4,8 @@ The encoder halves the image with stride-2 convolutions down to 4x4, then a 4x4
 convolution makes one 256-vector; the decoder mirrors it. The seed's 64x64 has
 four halvings (32, 32, 64, 64 channels); 32x32 drops the second 32-channel
 layer and 128x128 adds a fifth 64-channel one, so the fully connected layers
-and the latent code are the same at every size.
+and the latent code are the same at every size. ``width`` multiplies every
+stride-2 convolution's channels (1 is the seed's network; the 256-vector stays).
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ IMAGE_SIZES = (32, 64, 128)
 _WIDTHS = {32: (32, 64, 64), 64: (32, 32, 64, 64), 128: (32, 32, 64, 64, 64)}
 
 
-def widths(image_size: int) -> tuple[int, ...]:
-    """Channels of each stride-2 convolution, from the image inwards."""
+def widths(image_size: int, width: int = 1) -> tuple[int, ...]:
+    """Channels of each stride-2 convolution, from the image inwards, times ``width``."""
     if image_size not in _WIDTHS:
         raise ValueError(f"image_size must be one of {IMAGE_SIZES} (got {image_size})")
-    return _WIDTHS[image_size]
+    return tuple(channels * width for channels in _WIDTHS[image_size])
 
 
 class Encoder(nn.Module):
-    def __init__(self, dim_z: int, channels: int = 1, image_size: int = 64):
+    def __init__(self, dim_z: int, channels: int = 1, image_size: int = 64, width: int = 1):
         super().__init__()
         layers, previous = [], channels
-        for width in widths(image_size):
+        for width in widths(image_size, width):
             layers += [nn.Conv2d(previous, width, 4, 2, 1), nn.ReLU()]
             previous = width
         self.conv = nn.Sequential(*layers, nn.Conv2d(previous, 256, 4), nn.ReLU())
@@ -42,9 +43,9 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, dim_z: int, channels: int = 1, image_size: int = 64):
+    def __init__(self, dim_z: int, channels: int = 1, image_size: int = 64, width: int = 1):
         super().__init__()
-        inner = list(reversed(widths(image_size)))
+        inner = list(reversed(widths(image_size, width)))
         layers = [nn.ReLU(), nn.ConvTranspose2d(256, inner[0], 4), nn.ReLU()]
         for width, out in zip(inner, inner[1:]):
             layers += [nn.ConvTranspose2d(width, out, 4, 2, 1), nn.ReLU()]
