@@ -5,6 +5,7 @@ import json
 import pytest
 
 from gentk.engine import train
+from gentk.errors import ConfigMismatchError
 
 from conftest import metric_rows
 from test_train import assert_bitwise_equal, final_tensors
@@ -72,5 +73,7 @@ def test_vae_run_written_before_width_existed_resumes_as_width_1(tmp_path, tiny_
     config = json.loads((old / "config.json").read_text())
     del config["options"]["width"]  # as runs written before --width existed
     (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigMismatchError, match=r"--width \(run: 1, now: 2\)"):
+        train("vae", old, resume=True, max_steps=4, progress=False, width=2)
     train("vae", old, resume=True, max_steps=4, progress=False)
     assert_bitwise_equal(final_tensors(tmp_path / "straight"), final_tensors(old))

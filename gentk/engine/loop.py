@@ -29,6 +29,7 @@ from ..errors import ConfigMismatchError, GentkError, PluginError, RunDirError, 
 from ..images import save_grid
 from ..loggers import LoggerSet
 from ..model import GenerativeModel, Phase
+from ..options import option_defaults
 from ..plugins import Registry, get_registry
 from ..precision import MixedPrecision
 from ..progress import TrainProgress
@@ -103,6 +104,12 @@ class Trainer:
             saved = run.read_config()
             if saved.get("fit") is None:  # runs before gentk recorded the model's own fit
                 saved["fit"] = self.model.fit
+            # An option the model gained after the run was written: the run trained with its default
+            # (None defaults, like channels, are resolved from the data and left to the tensor checks).
+            saved_options = saved.setdefault("options", {})
+            for name, default in option_defaults(self.spec.options).items():
+                if name not in saved_options and default is not None:
+                    saved_options[name] = default
             diffs = identity_differences(saved, asked)
             if "plugins" in saved:  # runs from before gentk recorded plugins have nothing to compare
                 diffs += plugin_differences(saved["plugins"], asked["plugins"])
