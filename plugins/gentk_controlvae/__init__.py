@@ -19,7 +19,8 @@ __all__ = ["ControlVAEModel", "ControlVAEOptions", "PIController"]
 @dataclass
 class ControlVAEOptions:
     dim_z: int = option(10, "Size of the latent code.", min=1, max=4096)
-    width: int = width_option()
+    width: int = width_option(" At width 2 with --preset fast the posterior collapsed in the first steps: "
+                              "see docs/models.md (controlvae).")
     target_kl: float = option(14.0, "KL the controller holds the model at (the seed ran 8 and 14).", min=0)
     kp: float = option(0.01, "Proportional gain.", min=0)
     ki: float = option(0.001, "Integral gain.", min=0)
