@@ -9,7 +9,7 @@ test images (against the same N, as the seed) three ways, in one process:
 - `clamped-logits`: the decoder's logits clamped to [0, 1], what `save_image(logits)`
   writes when the sigmoid is left out (the network ends in logits for BCE-with-logits).
 
-Usage: python benchmarks/vae_recon_variants.py RUN [--num 5000]
+Usage: python benchmarks/vae_recon_variants.py RUN [--num 5000] [--ways mean-sigmoid,...]
 Appends a row to benchmarks/results/vae_recon_variants.jsonl and prints it;
 nothing is written into the run.
 """
@@ -32,6 +32,7 @@ from gentk.images import to_uint8
 from gentk.sampling import load_run
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vae_recon_variants.jsonl"
+WAYS = ("mean-sigmoid", "sampled-sigmoid", "clamped-logits")
 
 
 @torch.no_grad()
@@ -57,7 +58,13 @@ def main() -> None:
                     help="The first NUM test images: reconstructed, and the reference (default: 5000, the seed's "
                          "count). Inception takes about 8 images/s per core here: NUM for each of the three ways, "
                          "and NUM more the first time, for the reference.")
+    ap.add_argument("--ways", default=",".join(WAYS),
+                    help=f"Comma-separated subset of {', '.join(WAYS)} to score (default: all three); "
+                         "each way costs NUM images of Inception.")
     args = ap.parse_args()
+    unknown = sorted(set(args.ways.split(",")) - set(WAYS))
+    if unknown:
+        sys.exit(f"Error: --ways takes {', '.join(WAYS)} (got {', '.join(unknown)})")
     if args.num < 2:
         sys.exit(f"Error: --num must be at least 2 (got {args.num})")
     try:
@@ -81,7 +88,7 @@ def score(args) -> None:
         print(f"note: the run's test split has {real.shape[0]} images: scoring {real.shape[0]}, not {args.num}",
               file=sys.stderr)
     scores = {name: round(frechet_distance(stats_from_features(extract(images, label=name)), ref_stats), 2)
-              for name, images in variants(model, real).items()}
+              for name, images in variants(model, real).items() if name in args.ways.split(",")}
     row = {"run": args.run, "model": cfg.model, "options": cfg.options, "epochs": cfg.epochs,
            "max_steps": cfg.max_steps, "lr": cfg.lr, "lr_schedule": cfg.lr_schedule, "step": loaded.step, "images": int(real.shape[0]),
            "reference": f"first {int(real.shape[0])} test images", "fid": scores,
