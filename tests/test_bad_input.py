@@ -106,8 +106,8 @@ def test_resume_that_would_shrink_or_re_preset_a_run_is_refused(gentk_cli, tmp_p
 
 
 @pytest.mark.parametrize("text, expected", [
-    ('preset = ["fast"]', "preset ['fast'] is not one of vae's presets (fast)"),
-    ('preset = {a = 1}', "is not one of vae's presets (fast)"),
+    ('preset = ["fast"]', "preset ['fast'] is not one of vae's presets (fast, recon)"),
+    ('preset = {a = 1}', "is not one of vae's presets (fast, recon)"),
     ('lr_schedule = "linear"', '--lr-schedule must be one of constant, cosine (got "linear")'),
 ])
 def test_config_file_preset_and_choice_values(gentk_cli, tmp_path, tiny_data, text, expected):

@@ -90,23 +90,24 @@ def test_controller_state_is_logged_and_resumed(tmp_path, tiny_data):
     assert sidecar["state"]["beta"] == rows[-1]["beta"]
 
 
-@pytest.mark.parametrize("model, expected", [
-    ("vae", {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 25}),
-    ("controlvae", {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 25, "ki": 0.02}),
+@pytest.mark.parametrize("model, preset, expected", [
+    ("vae", "fast", {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 25}),
+    ("vae", "recon", {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 25, "width": 2, "dim_z": 32, "beta": 0.1}),
+    ("controlvae", "fast", {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 25, "ki": 0.02}),
 ])
-def test_fast_presets_set_what_their_help_says(gentk_cli, tmp_path, tiny_data, model, expected):
+def test_vae_presets_set_what_their_help_says(gentk_cli, tmp_path, tiny_data, model, preset, expected):
     common = ("--max-steps", "2", "--batch-size", "4", "--data", tiny_data, "--device", "cpu", "--no-progress",
               "--image-size", "32")
-    assert gentk_cli("train", model, "--preset", "fast", "--run-dir", tmp_path / "r", *common).code == 0
+    assert gentk_cli("train", model, "--preset", preset, "--run-dir", tmp_path / "r", *common).code == 0
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     for key, value in expected.items():
         assert config["options"].get(key, config.get(key)) == value, key
     rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in rows if "lr" in r][:1] == [1e-3]  # the schedule is on (and logged)
     # An explicit setting still wins over the preset.
-    assert gentk_cli("train", model, "--preset", "fast", "--epochs", "3", "--lr-schedule", "constant",
+    assert gentk_cli("train", model, "--preset", preset, "--epochs", "3", "--lr-schedule", "constant",
                      "--run-dir", tmp_path / "r2", *common).code == 0
     config = json.loads((tmp_path / "r2" / "config.json").read_text())
     assert config["epochs"] == 3 and config["lr_schedule"] == "constant"
     help_text = "".join(gentk_cli("train", model, "--help").out.split())  # wrapped anywhere
-    assert "fast=--lr0.001--lr-schedulecosine" in help_text
+    assert f"{preset}=--lr0.001--lr-schedulecosine" in help_text

@@ -103,7 +103,7 @@ def test_config_from_toml_with_a_flag_overriding_it(gentk_cli, tmp_path, tiny_da
     ("dim_z = 0\n", "--dim-z must be at least 1"),
     ('model = "gan"\n', "is for model 'gan', not 'vae'"),
     ("[options\n", "is not valid TOML"),
-    ('preset = "paper"\n', "preset 'paper' is not one of vae's presets (fast)"),
+    ('preset = "paper"\n', "preset 'paper' is not one of vae's presets (fast, recon)"),
 ])
 def test_bad_config_files_are_refused_naming_the_key(gentk_cli, tmp_path, text, expected):
     (tmp_path / "c.toml").write_text(text)
