@@ -16,7 +16,7 @@ from .networks import IMAGE_SIZES, Decoder, Encoder
 
 def width_option(caution: str = ""):
     """The ``width`` option (``--width``) the VAE and the ControlVAE share."""
-    return option(1, "Channel multiplier of every stride-2 convolution, 1 to 16 (1 is the seed's network; 2 "
+    return option(1, "Channel multiplier of the networks' strided convolutions, 1 to 16 (1 is the seed's network; 2 "
                      "costs about 2.5x the time per step)." + caution, min=1, max=16)
 
 

@@ -4,8 +4,9 @@ The encoder halves the image with stride-2 convolutions down to 4x4, then a 4x4
 convolution makes one 256-vector; the decoder mirrors it. The seed's 64x64 has
 four halvings (32, 32, 64, 64 channels); 32x32 drops the second 32-channel
 layer and 128x128 adds a fifth 64-channel one, so the fully connected layers
-and the latent code are the same at every size. ``width`` multiplies every
-stride-2 convolution's channels (1 is the seed's network; the 256-vector stays).
+and the latent code are the same at every size. ``width`` multiplies the
+channels of the stride-2 convolutions and their mirror images in the decoder
+(1 is the seed's network; the 256-vector and the image's channels stay).
 """
 
 from __future__ import annotations
