@@ -62,7 +62,8 @@ def main() -> None:
                     help=f"Comma-separated subset of {', '.join(WAYS)} to score (default: all three); "
                          "each way costs NUM images of Inception.")
     args = ap.parse_args()
-    unknown = sorted(set(args.ways.split(",")) - set(WAYS))
+    args.ways = args.ways.split(",")
+    unknown = sorted(set(args.ways) - set(WAYS))
     if unknown:
         sys.exit(f"Error: --ways takes {', '.join(WAYS)} (got {', '.join(unknown)})")
     if args.num < 2:
@@ -88,7 +89,7 @@ def score(args) -> None:
         print(f"note: the run's test split has {real.shape[0]} images: scoring {real.shape[0]}, not {args.num}",
               file=sys.stderr)
     scores = {name: round(frechet_distance(stats_from_features(extract(images, label=name)), ref_stats), 2)
-              for name, images in variants(model, real).items() if name in args.ways.split(",")}
+              for name, images in variants(model, real).items() if name in args.ways}
     row = {"run": args.run, "model": cfg.model, "options": cfg.options, "epochs": cfg.epochs,
            "max_steps": cfg.max_steps, "lr": cfg.lr, "lr_schedule": cfg.lr_schedule, "step": loaded.step, "images": int(real.shape[0]),
            "reference": f"first {int(real.shape[0])} test images", "fid": scores,

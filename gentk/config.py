@@ -175,7 +175,8 @@ def identity_differences(saved: dict, asked: dict) -> list[str]:
     out = []
     for key in IDENTITY_KEYS:
         if key == "options":
-            # An option the run's config lacks is one the model gained since: the checkpoint's own
+            # An option the run's config still lacks (the trainer fills in those the model gained since
+            # at their defaults) is one resolved from the data, like channels: the checkpoint's own
             # tensor checks tell whether the networks still fit.
             a, b = saved.get("options", {}), asked.get("options", {})
             out += [f"--{k.replace('_', '-')} (run: {a.get(k)!r}, now: {b.get(k)!r})"

@@ -30,9 +30,9 @@ class Encoder(nn.Module):
     def __init__(self, dim_z: int, channels: int = 1, image_size: int = 64, width: int = 1):
         super().__init__()
         layers, previous = [], channels
-        for width in widths(image_size, width):
-            layers += [nn.Conv2d(previous, width, 4, 2, 1), nn.ReLU()]
-            previous = width
+        for out in widths(image_size, width):
+            layers += [nn.Conv2d(previous, out, 4, 2, 1), nn.ReLU()]
+            previous = out
         self.conv = nn.Sequential(*layers, nn.Conv2d(previous, 256, 4), nn.ReLU())
         self.fc1 = nn.Linear(256, 256)
         self.mean = nn.Linear(256, dim_z)
@@ -48,8 +48,8 @@ class Decoder(nn.Module):
         super().__init__()
         inner = list(reversed(widths(image_size, width)))
         layers = [nn.ReLU(), nn.ConvTranspose2d(256, inner[0], 4), nn.ReLU()]
-        for width, out in zip(inner, inner[1:]):
-            layers += [nn.ConvTranspose2d(width, out, 4, 2, 1), nn.ReLU()]
+        for previous, out in zip(inner, inner[1:]):
+            layers += [nn.ConvTranspose2d(previous, out, 4, 2, 1), nn.ReLU()]
         self.fc2 = nn.Linear(dim_z, 256)
         self.conv = nn.Sequential(*layers, nn.ConvTranspose2d(inner[-1], channels, 4, 2, 1))
 
