@@ -252,11 +252,18 @@ def datasets(as_json):
               help="Describe MODEL built for this image size (its parameter counts); default: the model's.")
 @click.option("--channels", type=click.Choice([1, 3]), default=None,
               help="Describe MODEL built for 1 or 3 channels; default: the model's (1 until data say otherwise).")
-def models(model, as_json, image_size, channels):
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Describe MODEL built with another value of one of its options, e.g. --set width=2 "
+                   "(repeatable; the parameter counts follow).")
+def models(model, as_json, image_size, channels, settings):
     """List registered models, or describe MODEL: its networks, options and image size."""
     from .describe import describe_model
+    from .options import parse_setting
 
     reg = _registry()
+    if model is None and (image_size is not None or channels is not None or settings):
+        raise click.UsageError("--image-size, --channels and --set describe one model: "
+                               "gentk models MODEL --set width=2")
     if model is None:
         rows = [{"name": n, "plugin": p, "description": s.description} for n, (s, p) in sorted(reg.models().items())]
         if as_json:
@@ -268,13 +275,15 @@ def models(model, as_json, image_size, channels):
         out_console.print(table)
         return
     overrides = {k: v for k, v in (("image_size", image_size), ("channels", channels)) if v is not None}
-    if model is None and overrides:
-        raise click.UsageError("--image-size and --channels describe one model: gentk models MODEL --image-size N")
+    overrides.update(parse_setting(reg.spec(model).options, text) for text in settings)
     info = describe_model(reg, model, overrides)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    table = Table("network", "parameters", title=f"{model}: {info['description']}")
+    click.echo(f"{model}: {info['description']}")
+    if overrides:
+        click.echo(f"built with {_preset_flags(overrides)}")
+    table = Table("network", "parameters")
     for net, d in info["networks"].items():
         table.add_row(net, f"{d['parameters']:,}")
     table.add_row("[bold]total", f"[bold]{info['parameters']:,}")

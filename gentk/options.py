@@ -111,6 +111,35 @@ def check_value(f, typ, value):
     return value
 
 
+def parse_setting(cls, text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` (``width=2``, ``--width=2``, ``dim-z=32``) as (field name, typed value) for the options
+    dataclass ``cls``; the value is converted to the option's type, then checked by ``build_options``."""
+    key, sep, raw = text.partition("=")
+    name = key.strip().lstrip("-").replace("-", "_")
+    if not sep or not name:
+        raise UsageError(f"--set takes KEY=VALUE, e.g. --set width=2 (got {text!r})")
+    types_ = dict(option_fields(cls))
+    if name not in types_:
+        raise UsageError(f"no option {flag_name(name)}: the model's options are "
+                         f"{', '.join(flag_name(n) for n in types_)}")
+    typ = types_[name][1]
+    raw = raw.strip()
+    if typ is bool:
+        lowered = raw.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise UsageError(f"{flag_name(name)} is true or false (got {raw!r})")
+        return name, lowered in ("true", "1", "yes")
+    optional = typing.get_origin(typ) in (typing.Union, types.UnionType) and type(None) in typing.get_args(typ)
+    if optional and raw.lower() == "none":
+        return name, None
+    base = click_type(typ)
+    try:
+        return name, base(raw)
+    except ValueError:
+        kind = "a number" if base is float else "an integer" if base is int else base.__name__
+        raise UsageError(f"{flag_name(name)} must be {kind} (got {raw!r})") from None
+
+
 def options_dict(options) -> dict:
     return dataclasses.asdict(options)
 

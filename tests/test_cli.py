@@ -15,6 +15,20 @@ def test_models_vae_json_reports_parameter_count(gentk_cli):
     assert info["options"]["dim_z"]["default"] == 10
 
 
+def test_models_set_builds_with_an_option_and_refuses_bad_ones(gentk_cli):
+    wide = json.loads(gentk_cli("models", "vae", "--json", "--set", "width=2").out)
+    wider_code = json.loads(gentk_cli("models", "vae", "--json", "--set", "--width=2", "--set", "dim-z=32").out)
+    assert wide["parameters"] == 2_042_901  # the strided convolutions' channels doubled
+    assert wider_code["parameters"] == 2_059_841
+    assert "built with --width 2" in gentk_cli("models", "vae", "--set", "width=2").out
+    for bad, message in (("width=x", "--width must be an integer"), ("width=99", "--width must be at most 16"),
+                         ("foo=1", "no option --foo"), ("width", "--set takes KEY=VALUE")):
+        result = gentk_cli("models", "vae", "--set", bad)
+        assert message in one_line_error(result, code=2), (bad, result)
+    result = gentk_cli("models", "--set", "width=2")
+    assert result.code != 0 and "describe one model" in result.err
+
+
 def test_models_lists_vae(gentk_cli):
     rows = json.loads(gentk_cli("models", "--json").out)
     assert any(r["name"] == "vae" and r["plugin"] == "vae" for r in rows)

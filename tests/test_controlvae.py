@@ -73,6 +73,21 @@ def test_seed_rule_winds_up_for_comparison():
     assert integral > 800  # the flaw the default rule fixes
 
 
+def test_error_clip_bounds_the_integrators_jump_on_a_kl_spike():
+    # The spike a wide network showed at step 6 (KL 1,844 against 14): unclipped, Ki 0.02 takes
+    # beta to ~37 in one step; clipped at 14 nats, the integral moves by at most Ki * 14.
+    kl_spike = 1843.78
+    unclipped = PIController(14.0, ki=0.02)
+    clipped = PIController(14.0, ki=0.02, error_clip=14.0)
+    assert unclipped.step(kl_spike, 1.0, 0.0)[0] > 30.0
+    beta, integral = clipped.step(kl_spike, 1.0, 0.0)
+    assert integral == pytest.approx(0.02 * 14.0) and beta < 1.3
+    # Inside the clip it is the controller as before, both ways.
+    for kl in (0.0, 5.0, 13.0, 20.0, 27.9):
+        assert clipped.step(kl, 3.0, 2.0) == unclipped.step(kl, 3.0, 2.0)
+    assert clipped.step(-100.0, 3.0, 2.0)[1] == pytest.approx(2.0 - 0.02 * 14.0)
+
+
 def test_extreme_errors_do_not_overflow():
     ctl = PIController(14.0)
     assert ctl.step(-1e6, 5.0, 4.0)[0] >= 1.0

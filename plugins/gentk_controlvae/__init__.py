@@ -30,6 +30,9 @@ class ControlVAEOptions:
     i_init: float = option(0.0, "Initial integral term.")
     anti_windup: str = option("conditional", "conditional: freeze I only when saturated and pushed further; "
                               "seed: the report's rule (can latch at beta_min).", choices=("conditional", "seed"))
+    error_clip: float | None = option(None, "Largest |KL - target| in nats one step feeds the integral term "
+                                      "(the seed: unbounded). Bounds the jump of beta when a wide network's "
+                                      "KL starts in the thousands; default: none.", min=0)
     image_size: int = image_size_option(IMAGE_SIZES, 64)
     channels: int | None = channels_option()
 
@@ -44,7 +47,8 @@ class ControlVAEModel(VAEModel):
         o = options
         if o.beta_min > o.beta_max:
             raise UsageError(f"--beta-min {o.beta_min} is above --beta-max {o.beta_max}")
-        self.controller = PIController(o.target_kl, o.kp, o.ki, o.beta_min, o.beta_max, o.anti_windup)
+        self.controller = PIController(o.target_kl, o.kp, o.ki, o.beta_min, o.beta_max, o.anti_windup,
+                                       o.error_clip)
 
     def adjust_beta(self, state, kl):
         o = self.options
