@@ -353,7 +353,10 @@ def _non_default_options(model: str, options: dict) -> dict:
         defaults = option_defaults(_registry().spec(model).options)
     except GentkError:  # the plugin is gone: show everything
         return options
-    return {k: v for k, v in options.items() if defaults.get(k) != v}
+    # An option whose default is None (--channels) is filled in from the data when not given: the run's
+    # value is the data's, not a choice to point out.
+    return {k: v for k, v in options.items() if k in defaults and defaults[k] is not None and defaults[k] != v
+            or k not in defaults}
 
 
 def _non_default_settings(row: dict) -> dict:

@@ -4,6 +4,7 @@ import json
 
 from PIL import Image
 
+from gentk.cli import _non_default_options
 from gentk.engine import train
 from gentk.report import epoch_means
 
@@ -30,6 +31,9 @@ def test_report_compares_runs_and_redraws_plots(gentk_cli, tmp_path, tiny_data):
     assert Image.open(tmp_path / "a" / "plots" / "kl_beta.png").size[0] > 100
     table = gentk_cli("report", tmp_path / "a", tmp_path / "b", "--no-plots")
     assert table.code == 0 and "controlvae" in table.out and "gan" in table.out
+    # The table's options column: what was chosen (target_kl), not what came from the data (channels).
+    assert rows[0]["options"]["channels"] == 1
+    assert _non_default_options("controlvae", rows[0]["options"]) == {"target_kl": 5.0}
 
 
 def test_report_of_a_non_run(gentk_cli, tmp_path):
