@@ -275,8 +275,14 @@ def models(model, as_json, image_size, channels, settings):
         out_console.print(table)
         return
     overrides = {k: v for k, v in (("image_size", image_size), ("channels", channels)) if v is not None}
-    overrides.update(parse_setting(reg.spec(model).options, text) for text in settings)
+    for text in settings:
+        key, value = parse_setting(reg.spec(model).options, text)
+        if key in overrides:
+            raise click.UsageError(f"{flag_name(key)} is given twice; give each option once")
+        overrides[key] = value
     info = describe_model(reg, model, overrides)
+    if overrides:
+        info["built_with"] = overrides
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -353,19 +359,18 @@ def _non_default_options(model: str, options: dict) -> dict:
         defaults = option_defaults(_registry().spec(model).options)
     except GentkError:  # the plugin is gone: show everything
         return options
-    # An option whose default is None (--channels) is filled in from the data when not given: the run's
-    # value is the data's, not a choice to point out.
-    return {k: v for k, v in options.items() if k in defaults and defaults[k] is not None and defaults[k] != v
-            or k not in defaults}
+    # --channels is filled in from the data when not given, so the run's value is (nearly always) the
+    # data's, not a choice to point out; `gentk report --json` has it.
+    return {k: v for k, v in options.items() if k != "channels" and defaults.get(k, object()) != v}
 
 
 def _non_default_settings(row: dict) -> dict:
-    """A report row's epochs, batch_size, lr and lr_schedule where they are not the model's defaults."""
+    """A report row's epochs, batch_size, lr, data_fraction and lr_schedule where not the model's defaults."""
     try:
         defaults = _registry().spec(row["model"]).defaults
     except GentkError:  # the plugin is gone: its defaults are unknown
         defaults = None
-    out = {k: row[k] for k in ("epochs", "batch_size", "lr")
+    out = {k: row[k] for k in ("epochs", "batch_size", "lr", "data_fraction")
            if row.get(k) is not None and (defaults is None or getattr(defaults, k) != row[k])}
     if row.get("lr_schedule", "constant") != "constant":
         out["lr_schedule"] = row["lr_schedule"]

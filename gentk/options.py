@@ -129,9 +129,6 @@ def parse_setting(cls, text: str) -> tuple[str, object]:
         if lowered not in ("true", "false", "1", "0", "yes", "no"):
             raise UsageError(f"{flag_name(name)} is true or false (got {raw!r})")
         return name, lowered in ("true", "1", "yes")
-    optional = typing.get_origin(typ) in (typing.Union, types.UnionType) and type(None) in typing.get_args(typ)
-    if optional and raw.lower() == "none":
-        return name, None
     base = click_type(typ)
     try:
         return name, base(raw)

@@ -234,6 +234,7 @@ def summarize(run_dir: str | Path) -> dict:
         "epochs": config.get("epochs"),
         "batch_size": config.get("batch_size"),
         "lr": config.get("lr"),
+        "data_fraction": config.get("data_fraction"),
         "lr_schedule": config.get("lr_schedule", "constant"),
         "steps": steps,
         "wall_time_s": elapsed,

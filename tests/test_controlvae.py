@@ -88,6 +88,20 @@ def test_error_clip_bounds_the_integrators_jump_on_a_kl_spike():
     assert clipped.step(-100.0, 3.0, 2.0)[1] == pytest.approx(2.0 - 0.02 * 14.0)
 
 
+def test_a_run_written_before_error_clip_existed_refuses_a_clip_on_resume(tmp_path, tiny_data):
+    from gentk.errors import ConfigMismatchError
+
+    old = tmp_path / "old"
+    train("controlvae", old, max_steps=2, data=tiny_data, device="cpu", progress=False, batch_size=8, eval_limit=8,
+          epochs=100)
+    config = json.loads((old / "config.json").read_text())
+    del config["options"]["error_clip"]  # as runs written before --error-clip existed
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigMismatchError, match=r"--error-clip \(run: None, now: 2.0\)"):
+        train("controlvae", old, resume=True, max_steps=4, progress=False, error_clip=2.0)
+    assert train("controlvae", old, resume=True, max_steps=3, progress=False)["steps"] == 3
+
+
 def test_extreme_errors_do_not_overflow():
     ctl = PIController(14.0)
     assert ctl.step(-1e6, 5.0, 4.0)[0] >= 1.0

@@ -4,7 +4,7 @@ import json
 
 from PIL import Image
 
-from gentk.cli import _non_default_options
+from gentk.cli import _non_default_options, _non_default_settings
 from gentk.engine import train
 from gentk.report import epoch_means
 
@@ -31,9 +31,14 @@ def test_report_compares_runs_and_redraws_plots(gentk_cli, tmp_path, tiny_data):
     assert Image.open(tmp_path / "a" / "plots" / "kl_beta.png").size[0] > 100
     table = gentk_cli("report", tmp_path / "a", tmp_path / "b", "--no-plots")
     assert table.code == 0 and "controlvae" in table.out and "gan" in table.out
-    # The table's options column: what was chosen (target_kl), not what came from the data (channels).
+    # The table's options column: what was chosen (target_kl), not what came from the data (channels);
+    # an option whose default is None shows once it is set.
     assert rows[0]["options"]["channels"] == 1
     assert _non_default_options("controlvae", rows[0]["options"]) == {"target_kl": 5.0}
+    assert _non_default_options("controlvae", dict(rows[0]["options"], error_clip=2.0)) == {
+        "target_kl": 5.0, "error_clip": 2.0}
+    assert _non_default_settings(dict(rows[1], data_fraction=0.5))["data_fraction"] == 0.5
+    assert "data_fraction" not in _non_default_settings(rows[1])
 
 
 def test_report_of_a_non_run(gentk_cli, tmp_path):

@@ -105,10 +105,11 @@ class Trainer:
             if saved.get("fit") is None:  # runs before gentk recorded the model's own fit
                 saved["fit"] = self.model.fit
             # An option the model gained after the run was written: the run trained with its default
-            # (None defaults, like channels, are resolved from the data and left to the tensor checks).
+            # (None included: --error-clip none). Not channels: that one is resolved from the data,
+            # and the checkpoint's tensor checks tell whether the networks still fit.
             saved_options = saved.setdefault("options", {})
             for name, default in option_defaults(self.spec.options).items():
-                if name not in saved_options and default is not None:
+                if name not in saved_options and name != "channels":
                     saved_options[name] = default
             diffs = identity_differences(saved, asked)
             if "plugins" in saved:  # runs from before gentk recorded plugins have nothing to compare
