@@ -19,8 +19,8 @@ __all__ = ["ControlVAEModel", "ControlVAEOptions", "PIController"]
 @dataclass
 class ControlVAEOptions:
     dim_z: int = option(10, "Size of the latent code.", min=1, max=4096)
-    width: int = width_option(" At width 2 with --preset fast the posterior collapsed in the first steps: "
-                              "see docs/models.md (controlvae).")
+    width: int = width_option(" At width 2 without --error-clip the posterior collapsed in the first steps "
+                              "(--preset recon sets both): see docs/models.md (controlvae).")
     target_kl: float = option(14.0, "KL the controller holds the model at (the seed ran 8 and 14).", min=0)
     kp: float = option(0.01, "Proportional gain.", min=0)
     ki: float = option(0.001, "Integral gain.", min=0)
@@ -75,5 +75,9 @@ def register_models(register):
         description="VAE whose KL weight a PI controller sets to hold a target KL (seed section 1-4)",
         # The VAE's fast preset, and an integrator 20x the seed's: at Adam 1e-3 the KL the model wants
         # drifts up as it learns, and Ki 0.001-0.005 trailed the target by ~1 nat (docs/models.md "Presets").
-        presets={"fast": {"lr": 1e-3, "lr_schedule": "cosine", "ki": 0.02, "epochs": 25}},
+        # recon: the VAE's recon preset's network width and batches, with the integrator's error bounded
+        # (a wide network's first-steps KL spike otherwise collapses the posterior).
+        presets={"fast": {"lr": 1e-3, "lr_schedule": "cosine", "ki": 0.02, "epochs": 25},
+                 "recon": {"lr": 1e-3, "lr_schedule": "cosine", "ki": 0.02, "epochs": 25, "width": 2,
+                           "error_clip": 14.0, "batch_size": 32}},
     ))
