@@ -114,7 +114,9 @@ def _model_command(name: str) -> click.Command:
                                         + "; ".join(f"{name} = {_preset_flags(values)}"
                                                     for name, values in sorted(spec.presets.items()))
                                         + ". A --config file's keys override it and options given here override "
-                                          "both; --resume refuses it (a resumed run keeps its settings)."))
+                                          "both; --resume refuses it (a resumed run keeps its settings). For the "
+                                          "built-in models, what each preset costs and was measured to give: "
+                                          "docs/models.md \"Presets\"."))
     core_names = {p.name for p in params}
     for opt in click_options(spec.options):
         if opt.name in core_names:
