@@ -98,7 +98,7 @@ def test_resume_that_would_shrink_or_re_preset_a_run_is_refused(gentk_cli, tmp_p
     assert gentk_cli("train", "gan", "--max-steps", "4", "--data", tiny_data, "--run-dir", run, *TINY_TRAIN).code == 0
     before = (run / "config.json").read_bytes()
     result = gentk_cli("train", "gan", "--run-dir", run, "--resume", "--max-steps", "2", "--no-progress")
-    assert result.code != 0 and "has trained 4 steps" in result.err and "Traceback" not in result.err
+    assert result.code != 0 and "has trained 4 steps" in result.err and "a plan of at least 4 steps" in result.err and "Traceback" not in result.err
     assert result.err.strip().splitlines()[-1].startswith("Error: ")  # after the data line: one line
     result = gentk_cli("train", "vae", "--run-dir", run, "--resume", "--preset", "fast", "--no-progress")
     assert result.code != 0 and "leave --preset out" in result.err

@@ -377,7 +377,8 @@ class Trainer:
                 raise ConfigMismatchError(
                     f"{self.run.path} has trained {state.step} steps, more than --epochs {cfg.epochs}"
                     + (f" / --max-steps {cfg.max_steps}" if cfg.max_steps is not None else "")
-                    + f" plan ({total}); resume with at least that many, or leave them out to keep the run's own")
+                    + f" plan ({total}); resume with a plan of at least {state.step} steps, or leave them out "
+                      "to keep the run's own")
             dist.call(self._write_config, main_only=True)  # (a refused resume changed nothing)
         self.loggers = self._open_loggers(state.step if self.resume else None)
 
