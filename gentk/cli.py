@@ -277,8 +277,9 @@ def models(model, as_json, image_size, channels, settings):
         out_console.print(table)
         return
     overrides = {k: v for k, v in (("image_size", image_size), ("channels", channels)) if v is not None}
+    options = reg.spec(model).options if settings else None
     for text in settings:
-        key, value = parse_setting(reg.spec(model).options, text)
+        key, value = parse_setting(options, text)
         if key in overrides:
             raise click.UsageError(f"{flag_name(key)} is given twice; give each option once")
         overrides[key] = value

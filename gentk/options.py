@@ -118,11 +118,11 @@ def parse_setting(cls, text: str) -> tuple[str, object]:
     name = key.strip().lstrip("-").replace("-", "_")
     if not sep or not name:
         raise UsageError(f"--set takes KEY=VALUE, e.g. --set width=2 (got {text!r})")
-    types_ = dict(option_fields(cls))
-    if name not in types_:
+    fields = dict(option_fields(cls))
+    if name not in fields:
         raise UsageError(f"no option {flag_name(name)}: the model's options are "
-                         f"{', '.join(flag_name(n) for n in types_)}")
-    typ = types_[name][1]
+                         f"{', '.join(flag_name(n) for n in fields)}")
+    f, typ = fields[name]
     raw = raw.strip()
     if typ is bool:
         lowered = raw.lower()
@@ -133,8 +133,8 @@ def parse_setting(cls, text: str) -> tuple[str, object]:
     try:
         return name, base(raw)
     except ValueError:
-        kind = "a number" if base is float else "an integer" if base is int else base.__name__
-        raise UsageError(f"{flag_name(name)} must be {kind} (got {raw!r})") from None
+        check_value(f, typ, raw)  # text where a number belongs: refused in check_value's words
+        raise
 
 
 def options_dict(options) -> dict:

@@ -6,6 +6,8 @@ from .model import VAEModel, VAEOptions, kl_divergence, reconstruction_loss
 
 __all__ = ["VAEModel", "VAEOptions", "kl_divergence", "reconstruction_loss"]
 
+FAST = {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 25}
+
 
 @hookimpl
 def register_models(register):
@@ -20,7 +22,5 @@ def register_models(register):
         # recon: sharper reconstructions in the same 25 epochs from a 2x wider network, a 32-d code,
         # KL weight 0.1 (more of each image gets through the code) and batches of 32 (twice the updates
         # for the same images and time on a CPU); samples from the prior pay for it.
-        presets={"fast": {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 25},
-                 "recon": {"lr": 1e-3, "lr_schedule": "cosine", "epochs": 25, "width": 2, "dim_z": 32, "beta": 0.1,
-                           "batch_size": 32}},
+        presets={"fast": FAST, "recon": {**FAST, "width": 2, "dim_z": 32, "beta": 0.1, "batch_size": 32}},
     ))
