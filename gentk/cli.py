@@ -57,12 +57,19 @@ def _read_config(ctx, value) -> None:
 
     settings = read_config_file(value, _registry().spec(ctx.command.name))
     ctx.meta["gentk.config_file"] = value  # so an error about a setting it made can name it
-    ctx.default_map = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()}
+    ctx.default_map = {k: (tuple(v) if isinstance(v, list) else (v,) if k == "preset" else v)
+                       for k, v in settings.items()}  # --preset is repeatable (to refuse a second): a tuple
 
 
-def _check_preset(spec, value):
+def _check_preset(spec, values):
+    """The one preset asked for, or None. --preset is declared repeatable only so that a second one is
+    refused: click would otherwise keep the last and drop the first without a word."""
     from .config_file import preset_problem
 
+    if len(values) > 1:
+        raise click.BadParameter(f"given twice ({', '.join(values)}); a run takes one preset: pick one, and give "
+                                 "any option you want changed after it")
+    value = values[0] if values else None
     if value is not None and (problem := preset_problem(spec, value)):
         raise click.BadParameter(problem)
     return value
@@ -108,7 +115,7 @@ def _model_command(name: str) -> click.Command:
     params = [_setting_option(f, hints[f.name], model_defaults) for f in cli_settings()]
     params += [click.Option([decl], **kwargs) for decl, kwargs in RUN_OPTIONS]
     if spec.presets:
-        params.append(click.Option(["--preset"], default=None, metavar=f"[{'|'.join(sorted(spec.presets))}]",
+        params.append(click.Option(["--preset"], multiple=True, metavar=f"[{'|'.join(sorted(spec.presets))}]",
                                    callback=lambda ctx, param, value: _check_preset(spec, value),
                                    help="A named set of option values: "
                                         + "; ".join(f"{name} = {_preset_flags(values)}"

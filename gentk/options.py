@@ -12,12 +12,12 @@ import click
 from .errors import UsageError
 
 
-def option(default, help: str, choices: tuple | None = None, min=None, max=None, below=None):
+def option(default, help: str, choices: tuple | None = None, min=None, max=None, below=None, above=None):
     """A model option field: ``dim_z: int = option(10, "latent size", min=1)``. ``min``/``max``
-    bound it inclusively, ``below`` exclusively (``ema: float = option(0.0, ..., min=0, below=1)``);
+    bound it inclusively, ``above``/``below`` exclusively (``ema: float = option(0.0, ..., min=0, below=1)``);
     values outside are refused, naming the flag, before anything is built."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "min": min, "max": max,
-                                                        "below": below})
+                                                        "below": below, "above": above})
 
 
 def image_size_option(sizes: tuple[int, ...], default: int):
@@ -104,6 +104,8 @@ def check_value(f, typ, value):
         raise UsageError(f"{flag} must be one of {', '.join(map(str, meta['choices']))} (got {value!r})")
     if meta.get("min") is not None and value < meta["min"]:
         raise UsageError(f"{flag} must be at least {meta['min']} (got {value})")
+    if meta.get("above") is not None and value <= meta["above"]:
+        raise UsageError(f"{flag} must be above {meta['above']} (got {value})")
     if meta.get("max") is not None and value > meta["max"]:
         raise UsageError(f"{flag} must be at most {meta['max']} (got {value})")
     if meta.get("below") is not None and value >= meta["below"]:

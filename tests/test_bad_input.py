@@ -36,6 +36,27 @@ def test_unknown_preset(gentk_cli):
     assert "'fast' is not one of ssgan's presets (paper)" in one_line_error(gentk_cli("train", "ssgan", "--preset", "fast"), 2)
 
 
+def test_a_second_preset_is_refused_not_dropped(gentk_cli, tmp_path):
+    result = gentk_cli("train", "vae", "--preset", "recon", "--preset", "fast", "--run-dir", tmp_path / "r")
+    assert "given twice (recon, fast)" in one_line_error(result, 2)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_refused_value_the_preset_set_names_the_preset(gentk_cli, tmp_path, tiny_data):
+    common = ("--data", tiny_data, "--data-fraction", "0.5", "--run-dir", tmp_path / "r", "--no-progress",
+              "--max-steps", "1")
+
+    def last_line(result):  # after the data line, which says what was read
+        assert result.code == 2 and "Traceback" not in result.err, result
+        return result.err.strip().splitlines()[-1]
+
+    line = last_line(gentk_cli("train", "vae", "--preset", "recon", *common))  # batch 32 > 24 images
+    assert line.startswith("Error: --batch-size 32 is more than") and "(--preset recon sets --batch-size" in line
+    line = last_line(gentk_cli("train", "vae", "--preset", "recon", "--batch-size", "30", *common))
+    assert "--batch-size 30 is more than" in line and "--preset" not in line  # the user's own value: no preset named
+    assert not (tmp_path / "r").exists()
+
+
 def test_run_dir_that_is_a_file(gentk_cli, tmp_path, tiny_data):
     path = tmp_path / "file"
     path.write_text("keep me")
@@ -97,8 +118,12 @@ def test_resume_that_would_shrink_or_re_preset_a_run_is_refused(gentk_cli, tmp_p
     run = tmp_path / "r"
     assert gentk_cli("train", "gan", "--max-steps", "4", "--data", tiny_data, "--run-dir", run, *TINY_TRAIN).code == 0
     before = (run / "config.json").read_bytes()
+    with (run / "metrics.jsonl").open("a") as f:  # as a session killed after its last checkpoint leaves it
+        f.write('{"step": 5, "epoch": 0, "loss": 1.0}\n')
+    rows = (run / "metrics.jsonl").read_bytes()
     result = gentk_cli("train", "gan", "--run-dir", run, "--resume", "--max-steps", "2", "--no-progress")
     assert result.code != 0 and "has trained 4 steps" in result.err and "a plan of at least 4 steps" in result.err and "Traceback" not in result.err
+    assert "resumed" not in result.err and (run / "metrics.jsonl").read_bytes() == rows  # refused before either
     assert result.err.strip().splitlines()[-1].startswith("Error: ")  # after the data line: one line
     result = gentk_cli("train", "vae", "--run-dir", run, "--resume", "--preset", "fast", "--no-progress")
     assert result.code != 0 and "leave --preset out" in result.err

@@ -24,8 +24,9 @@ def test_models_set_builds_with_an_option_and_refuses_bad_ones(gentk_cli):
     assert wide["built_with"] == {"width": 2} and "built_with" not in json.loads(gentk_cli("models", "vae", "--json").out)
     for twice in (("--set", "width=2", "--set", "width=3"), ("--image-size", "32", "--set", "image-size=64")):
         assert "given twice" in one_line_error(gentk_cli("models", "vae", *twice), code=2)
-    assert "--error-clip 0 would stop" in one_line_error(gentk_cli("models", "controlvae", "--set", "error-clip=0"),
-                                                         code=2)
+    for clip in ("0", "-3"):  # an exclusive bound: 0 would stop the integral term for good
+        assert f"--error-clip must be above 0 (got {float(clip)})" in one_line_error(
+            gentk_cli("models", "controlvae", "--set", f"error-clip={clip}"), code=2)
     for bad, message in (("width=x", "--width must be an integer"), ("width=99", "--width must be at most 16"),
                          ("foo=1", "no option --foo"), ("width", "--set takes KEY=VALUE")):
         result = gentk_cli("models", "vae", "--set", bad)

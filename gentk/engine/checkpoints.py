@@ -18,6 +18,7 @@ class Checkpointer:
     def __init__(self, run, dist, config, console):
         self.run, self.dist, self.config, self.console = run, dist, config, console
         self.last = 0  # step of the newest checkpoint written or resumed from
+        self._resumed_from = None  # its name, for confirm_resume
 
     def save(self, model, optimizers, state, stream, precision) -> None:
         rng = self._rng_tensors()  # a collective under torchrun: every rank's RNG goes in
@@ -74,8 +75,7 @@ class Checkpointer:
                 newest = notes[0].removeprefix("skipped damaged checkpoint: ")
                 raise CheckpointError(f"no intact checkpoint in {self.run.checkpoints} to resume from "
                                       f"(the newest: {newest})")
-            self.console.print("[yellow]no checkpoint yet: starting the run from step 0[/yellow]")
-            self._truncate_metrics(0)
+            self._resumed_from = None
             return
         validate(ckpt.meta, RESUMABLE, self.run.checkpoints / f"{ckpt.name}.json", CheckpointError)
         missing = sorted(set(optimizers) - set(ckpt.meta["optimizers"]))
@@ -116,6 +116,16 @@ class Checkpointer:
         precision.load_state_dict(scalers)
         state.load_json(ckpt.meta["state"])
         stream.epoch, stream.cursor = data["epoch"], data["cursor"]
-        self._truncate_metrics(state.step)
         self.last = state.step
-        self.console.print(f"[dim]resumed from {ckpt.name} (epoch {state.epoch})[/dim]")
+        self._resumed_from = ckpt.name
+
+    def confirm_resume(self, state) -> None:
+        """Once the caller has accepted what :meth:`restore` loaded: drop the metrics rows an interrupted
+        session wrote past the checkpoint, and say where the run goes on from. Kept apart from restore so
+        that a resume refused after loading (a plan shorter than the run) neither prints "resumed" nor
+        touches metrics.jsonl."""
+        self._truncate_metrics(state.step)
+        if self._resumed_from is None:
+            self.console.print("[yellow]no checkpoint yet: starting the run from step 0[/yellow]")
+        else:
+            self.console.print(f"[dim]resumed from {self._resumed_from} (epoch {state.epoch})[/dim]")

@@ -379,6 +379,7 @@ class Trainer:
                     + (f" / --max-steps {cfg.max_steps}" if cfg.max_steps is not None else "")
                     + f" plan ({total}); resume with a plan of at least {state.step} steps, or leave them out "
                       "to keep the run's own")
+            dist.call(lambda: self.checkpoints.confirm_resume(state))
             dist.call(self._write_config, main_only=True)  # (a refused resume changed nothing)
         self.loggers = self._open_loggers(state.step if self.resume else None)
 
@@ -581,11 +582,27 @@ def train(model: str, run_dir: str | Path | None = None, *, resume: bool = False
                              f"--run-dir {run_dir} --resume")
     else:
         base = None
-    config = make_config(spec, settings, base)
-    if run_dir is None:
-        run_dir = default_run_dir(model)
-    trainer = Trainer(config, Path(run_dir), resume=resume, registry=registry, console=console, progress=progress)
-    return trainer.train()
+    try:
+        config = make_config(spec, settings, base)
+        if run_dir is None:
+            run_dir = default_run_dir(model)
+        trainer = Trainer(config, Path(run_dir), resume=resume, registry=registry, console=console, progress=progress)
+        return trainer.train()
+    except UsageError as error:
+        raise _naming_the_preset(error, spec, settings) from None
+
+
+def _naming_the_preset(error: UsageError, spec, settings: dict) -> UsageError:
+    """``error`` with the preset named when it refuses a value the preset set and the user did not
+    (``--batch-size 32 is more than ...``): the user never typed that flag."""
+    from ..options import flag_name
+
+    preset = settings.get("preset")
+    for key in (spec.presets.get(preset) or {}) if preset is not None else {}:
+        flag = flag_name(key)
+        if settings.get(key) is None and str(error).startswith(flag + " "):
+            error.args = (f"{error} (--preset {preset} sets {flag}: give {flag} after it to change it)",)
+    return error
 
 
 def default_run_dir(model: str) -> Path:

@@ -32,7 +32,7 @@ class ControlVAEOptions:
                               "seed: the report's rule (can latch at beta_min).", choices=("conditional", "seed"))
     error_clip: float | None = option(None, "Largest |KL - target| in nats one step feeds the integral term "
                                       "(the seed: unbounded). Bounds the jump of beta when a wide network's "
-                                      "KL starts in the thousands; above 0; default: none (leave it out).", min=0)
+                                      "KL starts in the thousands; above 0; default: none (leave it out).", above=0)
     image_size: int = image_size_option(IMAGE_SIZES, 64)
     channels: int | None = channels_option()
 
@@ -52,9 +52,6 @@ class ControlVAEModel(VAEModel):
         o = options
         if o.beta_min > o.beta_max:
             raise UsageError(f"--beta-min {o.beta_min} is above --beta-max {o.beta_max}")
-        if o.error_clip == 0:
-            raise UsageError("--error-clip 0 would stop the integral term for good; give a positive bound "
-                             "in nats, or leave the option out for none")
         self.controller = PIController(o.target_kl, o.kp, o.ki, o.beta_min, o.beta_max, o.anti_windup,
                                        o.error_clip)
 
