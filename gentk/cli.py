@@ -375,12 +375,16 @@ def _non_default_options(model: str, options: dict) -> dict:
 
 
 def _non_default_settings(row: dict) -> dict:
-    """A report row's epochs, batch_size, lr, data_fraction and lr_schedule where not the model's defaults."""
+    """A report row's data, epochs, batch_size, lr, data_fraction and lr_schedule where not the defaults."""
+    from .config import TrainConfig
+
     try:
         defaults = _registry().spec(row["model"]).defaults
     except GentkError:  # the plugin is gone: its defaults are unknown
         defaults = None
-    out = {k: row[k] for k in ("epochs", "batch_size", "lr", "data_fraction")
+    data_default = TrainConfig.__dataclass_fields__["data"].default
+    out = {"data": row["data"]} if row.get("data") not in (None, data_default) else {}
+    out |= {k: row[k] for k in ("epochs", "batch_size", "lr", "data_fraction")
            if row.get(k) is not None and (defaults is None or getattr(defaults, k) != row[k])}
     if row.get("lr_schedule", "constant") != "constant":
         out["lr_schedule"] = row["lr_schedule"]
@@ -509,7 +513,10 @@ def report(run_dirs, as_json, plots):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("run", "model", "settings and options (non-default)", "steps", "time", "final losses", "FID")
+    table = Table()
+    # Folded, not cut with an ellipsis: a run's path or a data folder is what the user needs whole.
+    for name in ("run", "model", "settings and options (non-default)", "steps", "time", "final losses", "FID"):
+        table.add_column(name, overflow="fold")
     for r in rows:
         changed = {**_non_default_settings(r), **_non_default_options(r["model"], r["options"])}
         opts = ", ".join(f"{k}={v}" for k, v in changed.items())

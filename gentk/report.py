@@ -231,6 +231,7 @@ def summarize(run_dir: str | Path) -> dict:
         "run": str(run.path),
         "model": config.get("model"),
         "options": config.get("options", {}),
+        "data": config.get("data"),
         "epochs": config.get("epochs"),
         "batch_size": config.get("batch_size"),
         "lr": config.get("lr"),

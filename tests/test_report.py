@@ -39,6 +39,10 @@ def test_report_compares_runs_and_redraws_plots(gentk_cli, tmp_path, tiny_data):
         "target_kl": 5.0, "error_clip": 2.0}
     assert _non_default_settings(dict(rows[1], data_fraction=0.5))["data_fraction"] == 0.5
     assert "data_fraction" not in _non_default_settings(rows[1])
+    # The data shows where it is not the default mnist, and no cell is cut short (a folder path is long).
+    assert _non_default_settings(rows[1])["data"] == rows[1]["data"] == tiny_data
+    assert "data" not in _non_default_settings(dict(rows[1], data="mnist"))
+    assert "\u2026" not in table.out and "data=folder:" in table.out
 
 
 def test_report_of_a_non_run(gentk_cli, tmp_path):
