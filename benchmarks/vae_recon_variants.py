@@ -36,17 +36,21 @@ WAYS = ("mean-sigmoid", "sampled-sigmoid", "clamped-logits")
 
 
 @torch.no_grad()
-def variants(model, real_uint8: torch.Tensor, batch_size: int = 500) -> dict[str, torch.Tensor]:
-    out: dict[str, list[torch.Tensor]] = {"mean-sigmoid": [], "sampled-sigmoid": [], "clamped-logits": []}
+def variants(model, real_uint8: torch.Tensor, ways=WAYS, batch_size: int = 500) -> dict[str, torch.Tensor]:
+    """The reconstructions of ``real_uint8`` each of ``ways`` makes (only those decoded)."""
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in ways}
     gen = torch.Generator().manual_seed(0)
     for start in range(0, real_uint8.shape[0], batch_size):
         x = real_uint8[start:start + batch_size].float() / 255
         mean, logvar = model.encoder(x)
-        z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=gen)
-        logits_mean = model.decoder(mean)
-        out["mean-sigmoid"].append(to_uint8(torch.sigmoid(logits_mean)))
-        out["sampled-sigmoid"].append(to_uint8(torch.sigmoid(model.decoder(z))))
-        out["clamped-logits"].append(to_uint8(logits_mean.clamp(0, 1)))
+        z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=gen)  # drawn always: same noise
+        logits_mean = model.decoder(mean) if {"mean-sigmoid", "clamped-logits"} & set(ways) else None
+        if "mean-sigmoid" in out:
+            out["mean-sigmoid"].append(to_uint8(torch.sigmoid(logits_mean)))
+        if "sampled-sigmoid" in out:
+            out["sampled-sigmoid"].append(to_uint8(torch.sigmoid(model.decoder(z))))
+        if "clamped-logits" in out:
+            out["clamped-logits"].append(to_uint8(logits_mean.clamp(0, 1)))
     return {k: torch.cat(v) for k, v in out.items()}
 
 
@@ -89,7 +93,7 @@ def score(args) -> None:
         print(f"note: the run's test split has {real.shape[0]} images: scoring {real.shape[0]}, not {args.num}",
               file=sys.stderr)
     scores = {name: round(frechet_distance(stats_from_features(extract(images, label=name)), ref_stats), 2)
-              for name, images in variants(model, real).items() if name in args.ways}
+              for name, images in variants(model, real, args.ways).items()}
     row = {"run": args.run, "model": cfg.model, "options": cfg.options, "epochs": cfg.epochs,
            "max_steps": cfg.max_steps, "lr": cfg.lr, "lr_schedule": cfg.lr_schedule, "step": loaded.step, "images": int(real.shape[0]),
            "reference": f"first {int(real.shape[0])} test images", "fid": scores,

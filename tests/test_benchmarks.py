@@ -58,3 +58,6 @@ def test_recon_variants_are_the_runs_reconstructions_and_their_clamped_logits(mo
     assert torch.equal(out["clamped-logits"], to_uint8(logits.clamp(0, 1)))
     assert not torch.equal(out["sampled-sigmoid"], out["mean-sigmoid"])  # z drawn, not the mean
     assert all(v.shape == real.shape and v.dtype == torch.uint8 for v in out.values())
+    # A subset decodes only what it scores, and the same images: the noise does not depend on the ways.
+    sampled = vae_recon_variants.variants(model, real, ways=("sampled-sigmoid",), batch_size=4)
+    assert list(sampled) == ["sampled-sigmoid"] and torch.equal(sampled["sampled-sigmoid"], out["sampled-sigmoid"])
