@@ -193,3 +193,14 @@ def test_cosine_schedule_follows_the_curve_and_resumes_exactly(tmp_path, tiny_da
     # A resume with another schedule is refused: it is part of what the run trains.
     with pytest.raises(Exception, match="--lr-schedule"):
         train("gan", tmp_path / "split", resume=True, progress=False, lr_schedule="constant", max_steps=30)
+    # Extending it recomputes the curve for the new length: the resume says where the rate jumps to.
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    train("gan", tmp_path / "split", resume=True, progress=False, max_steps=40, console=Console(file=buf, width=200))
+    assert "cosine schedule now spans 40 steps (was 20): at step 20 the rate goes from 0 to 0.5 x --lr" in buf.getvalue()
+    buf = io.StringIO()
+    train("gan", tmp_path / "split", resume=True, progress=False, max_steps=40, console=Console(file=buf, width=200))
+    assert "schedule now spans" not in buf.getvalue()  # the same length: nothing to say

@@ -33,7 +33,7 @@ from ..options import option_defaults
 from ..plugins import Registry, get_registry
 from ..precision import MixedPrecision
 from ..progress import TrainProgress
-from ..runlist import write_status
+from ..runlist import read_status, write_status
 from ..runs import LOCK, RunDir
 from ..state import TrainState
 from ..version import __version__
@@ -354,6 +354,21 @@ class Trainer:
             if child.name != LOCK:
                 shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
+    def _note_a_new_schedule_length(self, step: int, total: int) -> None:
+        """Say so when a resume changes the length a decaying rate is spread over (``--epochs``/``--max-steps``
+        extended): the curve is recomputed, so the rate jumps at the resumed step. The old length comes
+        from status.json; without one there is nothing to compare."""
+        try:
+            before = (read_status(self.run) or {}).get("planned_steps")
+        except GentkError:  # a damaged status file: not worth refusing a resume over
+            return
+        if not isinstance(before, int) or before == total or lr_scale(self.config.lr_schedule, step, total) is None:
+            return
+        was, now = lr_scale(self.config.lr_schedule, step, before), lr_scale(self.config.lr_schedule, step, total)
+        self.console.print(f"[yellow]note: the {self.config.lr_schedule} schedule now spans {total} steps (was "
+                           f"{before}): at step {step} the rate goes from {was:.3g} to {now:.3g} x --lr[/yellow]",
+                           highlight=False)
+
     def _train(self, model, phases, optimizers, train: DeviceImages, test: DeviceImages) -> dict:
         cfg, dist = self.config, self.dist
         self.precision = MixedPrecision(cfg.precision, self.device, [p.name for p in phases])
@@ -380,6 +395,8 @@ class Trainer:
                     + f" plan ({total}); resume with a plan of at least {state.step} steps, or leave them out "
                       "to keep the run's own")
             dist.call(lambda: self.checkpoints.confirm_resume(state))
+            if dist.is_main:
+                self._note_a_new_schedule_length(state.step, total)
             dist.call(self._write_config, main_only=True)  # (a refused resume changed nothing)
         self.loggers = self._open_loggers(state.step if self.resume else None)
 
