@@ -375,20 +375,21 @@ def _non_default_options(model: str, options: dict) -> dict:
 
 
 def _non_default_settings(row: dict) -> dict:
-    """A report row's data, epochs, batch_size, lr, data_fraction and lr_schedule where not the defaults."""
-    from .config import TrainConfig
+    """A report row's settings (report.SETTINGS) where they differ from the model's defaults."""
+    from dataclasses import MISSING, fields
 
+    from .config import MODEL_DEFAULT_FIELDS, TrainConfig
+    from .report import SETTINGS
+
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     try:
-        defaults = _registry().spec(row["model"]).defaults
-    except GentkError:  # the plugin is gone: its defaults are unknown
-        defaults = None
-    data_default = TrainConfig.__dataclass_fields__["data"].default
-    out = {"data": row["data"]} if row.get("data") not in (None, data_default) else {}
-    out |= {k: row[k] for k in ("epochs", "batch_size", "lr", "data_fraction")
-           if row.get(k) is not None and (defaults is None or getattr(defaults, k) != row[k])}
-    if row.get("lr_schedule", "constant") != "constant":
-        out["lr_schedule"] = row["lr_schedule"]
-    return out
+        spec = _registry().spec(row["model"])
+        defaults |= {k: getattr(spec.defaults, k) for k in MODEL_DEFAULT_FIELDS}
+        defaults["fit"] = spec.model.fit  # what a run without --fit records
+    except GentkError:  # the plugin is gone: its defaults are unknown, so its settings all show
+        defaults = {k: v for k, v in defaults.items() if k not in MODEL_DEFAULT_FIELDS}
+    # None: not recorded (a run older than the setting) or not set (--max-steps): nothing to point out.
+    return {k: row[k] for k in SETTINGS if row.get(k) is not None and row[k] != defaults.get(k, object())}
 
 
 # -- fid --------------------------------------------------------------------------------
@@ -503,7 +504,7 @@ def report(run_dirs, as_json, plots):
     rows = [summarize(r) for r in run_dirs]  # a non-run fails here, before any plot is written
     for row in rows:
         for note in row["notes"]:
-            err_console.print(f"[yellow]warning: {escape(note)}[/yellow]", highlight=False)
+            err_console.print(f"[yellow]warning: {escape(row['run'])}: {escape(note)}[/yellow]", highlight=False)
     if plots:
         for r in run_dirs:
             try:
@@ -514,16 +515,18 @@ def report(run_dirs, as_json, plots):
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table()
-    # Folded, not cut with an ellipsis: a run's path or a data folder is what the user needs whole.
-    for name in ("run", "model", "settings and options (non-default)", "steps", "time", "final losses", "FID"):
+    # One value a line, folded rather than cut with an ellipsis where a column is narrower: a run's
+    # path or a data folder is what the user needs whole.
+    for name in ("run", "model", "non-default settings", "steps", "time", "final losses", "FID"):
         table.add_column(name, overflow="fold")
     for r in rows:
         changed = {**_non_default_settings(r), **_non_default_options(r["model"], r["options"])}
-        opts = ", ".join(f"{k}={v}" for k, v in changed.items())
-        losses = "  ".join(f"{k} {v:.4g}" for k, v in r["final"].items())
-        fid = "  ".join(f"{k} {v:.2f}" for k, v in (r["fid"] or {}).items()) or "-"
+        opts = "\n".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
+        losses = "\n".join(f"{k} {v:.4g}" for k, v in r["final"].items())
+        fid = "\n".join(f"{k} {v:.2f}" for k, v in (r["fid"] or {}).items()) or "-"
         wall = f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] is not None else "-"
-        table.add_row(r["run"], r["model"], opts, str(r["steps"]), wall, losses, fid)
+        steps = f"{r['steps']} / {r['planned_steps'] or '?'}" + ("" if r["state"] == "finished" else f" {r['state']}")
+        table.add_row(r["run"], r["model"], opts, steps, wall, losses, fid)
     out_console.print(table)
 
 

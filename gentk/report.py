@@ -18,6 +18,10 @@ STRIP_GRIDS = 6
 _SAMPLE = re.compile(r"^samples-(\d+)\.png$")
 
 
+#: The settings of a run a report row carries (beside its options): what it trained, and on what.
+SETTINGS = ("data", "epochs", "max_steps", "batch_size", "lr", "lr_schedule", "seed", "data_fraction", "fit",
+            "precision", "world_size")
+
 #: Row keys that are bookkeeping, not a model's metrics.
 BOOKKEEPING = ("step", "epoch", "split", "images_per_sec")
 
@@ -222,7 +226,10 @@ def summarize(run_dir: str | Path) -> dict:
             ckpt, _ = latest_intact(run.checkpoints)
             if ckpt is not None:
                 steps, elapsed = ckpt.meta["step"], ckpt.meta.get("state", {}).get("elapsed")
-    fid, notes = None, []
+    from .runlist import describe_run
+
+    described = describe_run(run.path)  # the state and plan `gentk runs` shows: failed, interrupted, ...
+    fid, notes = None, ([f"{described['state']}: {described['error']}"] if described["error"] else [])
     try:
         fid = run.read_fid_scores()
     except RunDirError as exc:  # the table still shows the run; the damage is named
@@ -231,13 +238,11 @@ def summarize(run_dir: str | Path) -> dict:
         "run": str(run.path),
         "model": config.get("model"),
         "options": config.get("options", {}),
-        "data": config.get("data"),
-        "epochs": config.get("epochs"),
-        "batch_size": config.get("batch_size"),
-        "lr": config.get("lr"),
-        "data_fraction": config.get("data_fraction"),
+        **{key: config.get(key) for key in SETTINGS},
         "lr_schedule": config.get("lr_schedule", "constant"),
         "steps": steps,
+        "planned_steps": described["planned_steps"],
+        "state": described["state"],
         "wall_time_s": elapsed,
         "final": {k: last[k] for k in headline_keys(config, last)},
         "held_out": {k: v for k, v in (held_out[-1] if held_out else {}).items() if k not in BOOKKEEPING},

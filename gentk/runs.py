@@ -80,6 +80,8 @@ class RunDir:
     def read_config(self) -> dict:
         path = self.inside(CONFIG)
         if not path.exists():
+            if not self.path.exists():
+                raise RunDirError(f"{self.path} does not exist (`gentk runs` lists the runs in runs/)")
             raise RunDirError(f"{self.path} is not a gentk run (no {CONFIG}); train one with `gentk train`")
         text = read_text(path, MAX_CONFIG_BYTES, RunDirError, "gentk run config")
         return checked_config(parse_json(text, path, RunDirError, "gentk run config"), path, RunDirError)

@@ -43,6 +43,15 @@ def test_report_compares_runs_and_redraws_plots(gentk_cli, tmp_path, tiny_data):
     assert _non_default_settings(rows[1])["data"] == rows[1]["data"] == tiny_data
     assert "data" not in _non_default_settings(dict(rows[1], data="mnist"))
     assert "\u2026" not in table.out and "data=folder:" in table.out
+    # Every setting that makes two runs differ shows where it is not the default, the seed and fit too.
+    assert _non_default_settings(dict(rows[1], seed=7, fit="pad", max_steps=2, precision="bf16")) == {
+        "data": tiny_data, "max_steps": 2, "batch_size": 8, "seed": 7, "fit": "pad", "precision": "bf16"}
+    assert (rows[1]["state"], rows[1]["planned_steps"], rows[1]["seed"]) == ("finished", 2, 0)
+    assert "2 / 2" in table.out
+
+
+def test_report_of_a_missing_folder_says_it_does_not_exist(gentk_cli, tmp_path):
+    assert "does not exist" in gentk_cli("report", tmp_path / "nothing").err
 
 
 def test_report_of_a_non_run(gentk_cli, tmp_path):

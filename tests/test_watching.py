@@ -178,6 +178,12 @@ def test_a_run_that_trained_then_failed_is_kept_and_listed_as_failed(gentk_cli, 
     assert result.code == 1 and "No checkpoint was written yet" in result.err
     row, = json.loads(gentk_cli("runs", tmp_path / "runs", "--json").out)
     assert row["state"] == "failed" and any("loss is nan" in n for n in row["notes"])
+    # gentk report says so too: the state beside the steps, and the error as a warning naming the run.
+    report = gentk_cli("report", run, "--no-plots")
+    assert report.code == 0 and f"warning: {run}: failed: NonFiniteLoss" in report.err.replace("\n", "")
+    assert "failed" in report.out
+    row, = json.loads(gentk_cli("report", run, "--no-plots", "--json").out)
+    assert (row["state"], row["planned_steps"]) == ("failed", 30)
 
 
 def test_resuming_a_run_as_another_model_names_its_model(gentk_cli, tmp_path, tiny_data):
