@@ -156,7 +156,8 @@ def _model_command(name: str) -> click.Command:
         summary = train(name, run_dir, resume=resume, progress=progress, console=err_console, **explicit)
         if summary["rank"] == 0:
             steps = summary["steps"]
-            err_console.print(f"[green]done[/green]: {steps} step{'' if steps == 1 else 's'} in "
+            session = f" ({summary['steps_this_session']} this session)" if summary["resumed"] else ""
+            err_console.print(f"[green]done[/green]: {steps} step{'' if steps == 1 else 's'}{session} in "
                               f"{summary['wall_time_s']:.1f} s -> {summary['run_dir']}")
 
     help_text = f"Train {name}: {spec.description}".strip()

@@ -130,6 +130,20 @@ def test_resume_that_would_shrink_or_re_preset_a_run_is_refused(gentk_cli, tmp_p
     assert (run / "config.json").read_bytes() == before  # neither refusal rewrote the run
 
 
+def test_a_resume_with_nothing_to_train_says_why(gentk_cli, tmp_path, tiny_data):
+    from conftest import TINY_TRAIN
+
+    run = tmp_path / "r"
+    assert gentk_cli("train", "vae", "--max-steps", "4", "--epochs", "3", "--data", tiny_data, "--run-dir", run,
+                     *TINY_TRAIN).code == 0
+    result = gentk_cli("train", "vae", "--run-dir", run, "--resume", "--epochs", "5", "--no-progress")
+    err = " ".join(result.err.split())
+    assert result.code == 0 and "nothing to train: the run has trained 4 of its 4 planned steps" in err
+    assert "--max-steps 4 caps --epochs 5: give a larger --max-steps" in err and "(0 this session)" in err
+    result = gentk_cli("train", "vae", "--run-dir", run, "--resume", "--max-steps", "6", "--no-progress")
+    assert result.code == 0 and "nothing to train" not in result.err and "(2 this session)" in result.err
+
+
 @pytest.mark.parametrize("text, expected", [
     ('preset = ["fast"]', "preset ['fast'] is not one of vae's presets (fast, recon)"),
     ('preset = {a = 1}', "is not one of vae's presets (fast, recon)"),

@@ -200,7 +200,7 @@ def test_cosine_schedule_follows_the_curve_and_resumes_exactly(tmp_path, tiny_da
 
     buf = io.StringIO()
     train("gan", tmp_path / "split", resume=True, progress=False, max_steps=40, console=Console(file=buf, width=200))
-    assert "cosine schedule now spans 40 steps (was 20): at step 20 the rate goes from 0 to 0.5 x --lr" in buf.getvalue()
+    assert "cosine schedule now spans 40 steps (was 20): step 21 runs at 0.5 x --lr, where the old curve had 0" in buf.getvalue()
     buf = io.StringIO()
     train("gan", tmp_path / "split", resume=True, progress=False, max_steps=40, console=Console(file=buf, width=200))
     assert "schedule now spans" not in buf.getvalue()  # the same length: nothing to say

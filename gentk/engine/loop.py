@@ -354,6 +354,15 @@ class Trainer:
             if child.name != LOCK:
                 shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
+    def _note_nothing_to_train(self, step: int, total: int, steps_per_epoch: float) -> None:
+        """A resume with nothing left to do says why (a --max-steps that still caps a longer --epochs)."""
+        cfg = self.config
+        capped = cfg.max_steps is not None and cfg.max_steps < math.ceil(cfg.epochs * steps_per_epoch)
+        why = (f"--max-steps {cfg.max_steps} caps --epochs {cfg.epochs}: give a larger --max-steps to go on"
+               if capped else "give a larger --epochs or --max-steps to go on")
+        self.console.print(f"[yellow]note: nothing to train: the run has trained {step} of its {total} planned "
+                           f"steps ({why})[/yellow]", highlight=False)
+
     def _note_a_new_schedule_length(self, step: int, total: int) -> None:
         """Say so when a resume changes the length a decaying rate is spread over (``--epochs``/``--max-steps``
         extended): the curve is recomputed, so the rate jumps at the resumed step. The old length comes
@@ -366,8 +375,8 @@ class Trainer:
             return
         was, now = lr_scale(self.config.lr_schedule, step, before), lr_scale(self.config.lr_schedule, step, total)
         self.console.print(f"[yellow]note: the {self.config.lr_schedule} schedule now spans {total} steps (was "
-                           f"{before}): at step {step} the rate goes from {was:.3g} to {now:.3g} x --lr[/yellow]",
-                           highlight=False)
+                           f"{before}): step {step + 1} runs at {now:.3g} x --lr, where the old curve had "
+                           f"{was:.3g}[/yellow]", highlight=False)
 
     def _train(self, model, phases, optimizers, train: DeviceImages, test: DeviceImages) -> dict:
         cfg, dist = self.config, self.dist
@@ -390,13 +399,15 @@ class Trainer:
             dist.call(lambda: self.checkpoints.restore(model, optimizers, state, stream, self.precision))
             if state.step > total:  # before config.json is rewritten: a refused resume changes nothing
                 raise ConfigMismatchError(
-                    f"{self.run.path} has trained {state.step} steps, more than --epochs {cfg.epochs}"
-                    + (f" / --max-steps {cfg.max_steps}" if cfg.max_steps is not None else "")
-                    + f" plan ({total}); resume with a plan of at least {state.step} steps, or leave them out "
-                      "to keep the run's own")
+                    f"{self.run.path} has trained {state.step} steps, more than the {total} planned now (--epochs "
+                    f"{cfg.epochs}" + (f", --max-steps {cfg.max_steps}" if cfg.max_steps is not None else "")
+                    + f", {stream.batches_per_epoch / batches_per_step:g} steps an epoch); resume with a plan of at "
+                      f"least {state.step} steps, or leave --epochs and --max-steps out to keep the run's own")
             dist.call(lambda: self.checkpoints.confirm_resume(state))
             if dist.is_main:
                 self._note_a_new_schedule_length(state.step, total)
+                if state.step >= total:
+                    self._note_nothing_to_train(state.step, total, stream.batches_per_epoch / batches_per_step)
             dist.call(self._write_config, main_only=True)  # (a refused resume changed nothing)
         self.loggers = self._open_loggers(state.step if self.resume else None)
 
@@ -404,6 +415,7 @@ class Trainer:
             noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(self.device)
         real = test.batch(torch.arange(min(32, len(test))))
         self._planned = total
+        first_step = state.step
         self._status("running", state.step)
         if state.step == 0:
             self._save_grids(model, 0, noise, real)
@@ -454,7 +466,8 @@ class Trainer:
         if dist.is_main:
             self._plot()
         self._status("finished", state.step)
-        return {"steps": state.step, "epoch": state.epoch, "wall_time_s": round(state.elapsed, 3),
+        return {"steps": state.step, "steps_this_session": state.step - first_step, "resumed": self.resume,
+                "epoch": state.epoch, "wall_time_s": round(state.elapsed, 3),
                 "run_dir": str(self.run.path), "last": self.metrics.last, "rank": dist.rank,
                 "world_size": dist.world}
 
@@ -618,7 +631,7 @@ def _naming_the_preset(error: UsageError, spec, settings: dict) -> UsageError:
     for key in (spec.presets.get(preset) or {}) if preset is not None else {}:
         flag = flag_name(key)
         if settings.get(key) is None and str(error).startswith(flag + " "):
-            error.args = (f"{error} (--preset {preset} sets {flag}: give {flag} after it to change it)",)
+            error.args = (f"{error} (--preset {preset} sets {flag}; give {flag} yourself to change it)",)
     return error
 
 
