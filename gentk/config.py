@@ -236,7 +236,10 @@ def make_config(spec, settings: dict, base: dict | None = None) -> TrainConfig:
     """A TrainConfig from the model's defaults (or a resumed run's config), a preset, and settings."""
     from .options import build_options, option_defaults, options_dict
 
-    settings = {k: v for k, v in settings.items() if v is not None}
+    # None is "not given", except for an option whose own default is None (--error-clip): there a None from
+    # a --config file is a value, and must beat a preset's (a run's config.json with "error_clip": null).
+    nullable = {k for k, v in option_defaults(spec.options).items() if v is None}
+    settings = {k: v for k, v in settings.items() if v is not None or k in nullable}
     preset = settings.pop("preset", None)
     if base is not None:
         values = {k: v for k, v in TrainConfig.from_dict(base).to_dict().items() if k not in ("model", "options")}

@@ -144,3 +144,14 @@ def test_vae_presets_set_what_their_help_says(gentk_cli, tmp_path, tiny_data, mo
     assert config["epochs"] == 3 and config["lr_schedule"] == "constant"
     help_text = "".join(gentk_cli("train", model, "--help").out.split())  # wrapped anywhere
     assert f"{preset}=--lr0.001--lr-schedulecosine" in help_text
+
+
+def test_a_config_files_null_beats_the_presets_value(gentk_cli, tmp_path, tiny_data):
+    """A run's config.json as --config holds "error_clip": null: that is a value (no clip), not "not given"."""
+    common = ("--max-steps", "1", "--data", tiny_data, "--device", "cpu", "--no-progress", "--image-size", "32",
+              "--batch-size", "4")
+    assert gentk_cli("train", "controlvae", "--run-dir", tmp_path / "a", *common).code == 0
+    assert gentk_cli("train", "controlvae", "--config", tmp_path / "a" / "config.json", "--preset", "recon",
+                     "--run-dir", tmp_path / "b", *common).code == 0
+    options = json.loads((tmp_path / "b" / "config.json").read_text())["options"]
+    assert options["error_clip"] is None and options["width"] == 1  # both the file's, over the preset's 14 and 2
