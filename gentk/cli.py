@@ -330,7 +330,9 @@ def runs(folder, as_json):
     if not rows:
         err_console.print(f"no runs in {escape(str(folder))} (a run is a folder holding a config.json)", highlight=False)
         return
-    table = Table("run", "model", "steps", "state", "checkpoint", "time", "FID")
+    table = Table()
+    for name in ("run", "model", "steps", "state", "checkpoint", "time", "FID"):  # folded, not cut short
+        table.add_column(name, overflow="fold")
     colours = {"finished": "green", "running": "cyan", "interrupted": "yellow", "crashed": "red", "failed": "red"}
     for r in rows:
         steps = f"{r['steps'] if r['steps'] is not None else '-'} / {r['planned_steps'] or '?'}"
