@@ -131,13 +131,14 @@ def _model_command(name: str) -> click.Command:
         params.append(opt)
 
     def callback(**kwargs):
+        from .config import NULL
         from .engine import train
 
         ctx = click.get_current_context()
         # Only what the user typed or --config set: the rest comes from the model's defaults, or on
         # --resume the run's own.
-        explicit = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()
-                    if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+        explicit = {k: (list(v) if isinstance(v, tuple) else NULL if v is None else v) for k, v in kwargs.items()
+                    if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}  # None here: a file's null
         run_dir = explicit.pop("run_dir", None)
         resume = explicit.pop("resume", False)
         if resume and "preset" in explicit and ctx.get_parameter_source("preset") is ParameterSource.DEFAULT_MAP:
@@ -528,7 +529,8 @@ def report(run_dirs, as_json, plots):
         losses = "\n".join(f"{k} {v:.4g}" for k, v in r["final"].items())
         fid = "\n".join(f"{k} {v:.2f}" for k, v in (r["fid"] or {}).items()) or "-"
         wall = f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] is not None else "-"
-        steps = f"{r['steps']} / {r['planned_steps'] or '?'}" + ("" if r["state"] == "finished" else f" {r['state']}")
+        steps = (str(r["steps"]) + (f" / {r['planned_steps']}" if r["planned_steps"] else "")
+                 + (f" {r['state']}" if r["state"] not in (None, "finished") else ""))
         table.add_row(r["run"], r["model"], opts, steps, wall, losses, fid)
     out_console.print(table)
 

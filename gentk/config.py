@@ -232,14 +232,23 @@ MODEL_DEFAULT_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.metadata.g
 CONFIG_FIELDS = {f.name for f in fields(TrainConfig)} - {"model", "options"}
 
 
+class _Null:
+    """The type of NULL: a setting explicitly set to None (by a --config file), not left out."""
+
+    def __repr__(self):
+        return "NULL"
+
+
+NULL = _Null()
+
+
 def make_config(spec, settings: dict, base: dict | None = None) -> TrainConfig:
     """A TrainConfig from the model's defaults (or a resumed run's config), a preset, and settings."""
     from .options import build_options, option_defaults, options_dict
 
-    # None is "not given", except for an option whose own default is None (--error-clip): there a None from
-    # a --config file is a value, and must beat a preset's (a run's config.json with "error_clip": null).
-    nullable = {k for k, v in option_defaults(spec.options).items() if v is None}
-    settings = {k: v for k, v in settings.items() if v is not None or k in nullable}
+    # None is "not given"; NULL is a None that a --config file set (a run's config.json with
+    # "error_clip": null), a value that beats a preset's as the file's other keys do.
+    settings = {k: (None if v is NULL else v) for k, v in settings.items() if v is not None}
     preset = settings.pop("preset", None)
     if base is not None:
         values = {k: v for k, v in TrainConfig.from_dict(base).to_dict().items() if k not in ("model", "options")}

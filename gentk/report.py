@@ -209,6 +209,22 @@ def write_plots(run_dir: str | Path) -> list[Path]:
     return written
 
 
+def run_state(run: RunDir, config: dict) -> tuple[str | None, int | None, list[str]]:
+    """(state, planned steps, notes) from the run's status.json; state None where the run has none
+    (written before gentk kept one): unknown, not "crashed" as `gentk runs` would guess from the lock."""
+    from .runlist import lock_held, read_status
+
+    try:
+        status = read_status(run)
+    except RunDirError as exc:
+        return None, config.get("planned_steps"), [f"{exc}; state not shown"]
+    if status is None:
+        return None, config.get("planned_steps"), []
+    state = "crashed" if status["state"] == "running" and not lock_held(run) else status["state"]
+    notes = [f"{state}: {status['error']}"] if status.get("error") else []
+    return state, status.get("planned_steps", config.get("planned_steps")), notes
+
+
 def summarize(run_dir: str | Path) -> dict:
     """One row of the comparison table: model, non-default options, steps, time, final losses, FID."""
     run = RunDir(run_dir)
@@ -226,10 +242,8 @@ def summarize(run_dir: str | Path) -> dict:
             ckpt, _ = latest_intact(run.checkpoints)
             if ckpt is not None:
                 steps, elapsed = ckpt.meta["step"], ckpt.meta.get("state", {}).get("elapsed")
-    from .runlist import describe_run
-
-    described = describe_run(run.path)  # the state and plan `gentk runs` shows: failed, interrupted, ...
-    fid, notes = None, ([f"{described['state']}: {described['error']}"] if described["error"] else [])
+    state, planned, notes = run_state(run, config)
+    fid = None
     try:
         fid = run.read_fid_scores()
     except RunDirError as exc:  # the table still shows the run; the damage is named
@@ -239,10 +253,10 @@ def summarize(run_dir: str | Path) -> dict:
         "model": config.get("model"),
         "options": config.get("options", {}),
         **{key: config.get(key) for key in SETTINGS},
-        "lr_schedule": config.get("lr_schedule", "constant"),
+        "lr_schedule": config.get("lr_schedule", "constant"),  # runs from before the option: constant
         "steps": steps,
-        "planned_steps": described["planned_steps"],
-        "state": described["state"],
+        "planned_steps": planned,
+        "state": state,
         "wall_time_s": elapsed,
         "final": {k: last[k] for k in headline_keys(config, last)},
         "held_out": {k: v for k, v in (held_out[-1] if held_out else {}).items() if k not in BOOKKEEPING},

@@ -65,7 +65,7 @@ def describe_run(path: Path) -> dict:
     """One row of `gentk runs`; a damaged file makes its field unknown and adds a note, never an error."""
     run = RunDir(path)
     row = {"run": str(path), "model": None, "state": "unknown", "steps": None, "planned_steps": None,
-           "checkpoint": None, "wall_time_s": None, "fid": None, "error": None, "notes": []}
+           "checkpoint": None, "wall_time_s": None, "fid": None, "notes": []}
     try:
         config = run.read_config()
         row["model"] = config["model"]
@@ -97,7 +97,6 @@ def describe_run(path: Path) -> dict:
         if row["state"] == "running":
             row["steps"] = max(row["steps"] or 0, status.get("step") or 0)
         if status.get("error"):
-            row["error"] = status["error"]
             row["notes"].append(status["error"])
     try:
         row["fid"] = run.read_fid_scores()

@@ -155,3 +155,9 @@ def test_a_config_files_null_beats_the_presets_value(gentk_cli, tmp_path, tiny_d
                      "--run-dir", tmp_path / "b", *common).code == 0
     options = json.loads((tmp_path / "b" / "config.json").read_text())["options"]
     assert options["error_clip"] is None and options["width"] == 1  # both the file's, over the preset's 14 and 2
+    # From Python, None is "not given" as for every setting: the preset's clip stands.
+    from gentk.config import make_config
+    from gentk.plugins import get_registry
+
+    config = make_config(get_registry().spec("controlvae"), {"preset": "recon", "error_clip": None, "lr": None})
+    assert config.options["error_clip"] == 14.0 and config.lr == 1e-3

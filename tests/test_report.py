@@ -50,6 +50,15 @@ def test_report_compares_runs_and_redraws_plots(gentk_cli, tmp_path, tiny_data):
     assert "2 / 2" in table.out
 
 
+def test_a_run_without_a_status_file_is_not_called_crashed(gentk_cli, tmp_path, tiny_data):
+    """Runs written before gentk kept status.json: their state is unknown, not guessed."""
+    train("gan", tmp_path / "old", max_steps=2, data=tiny_data, device="cpu", progress=False, batch_size=8)
+    (tmp_path / "old" / "status.json").unlink()
+    row, = json.loads(gentk_cli("report", tmp_path / "old", "--no-plots", "--json").out)
+    assert row["state"] is None and row["steps"] == 2
+    assert "crashed" not in gentk_cli("report", tmp_path / "old", "--no-plots").out
+
+
 def test_report_of_a_missing_folder_says_it_does_not_exist(gentk_cli, tmp_path):
     assert "does not exist" in gentk_cli("report", tmp_path / "nothing").err
 

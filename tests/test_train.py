@@ -204,3 +204,11 @@ def test_cosine_schedule_follows_the_curve_and_resumes_exactly(tmp_path, tiny_da
     buf = io.StringIO()
     train("gan", tmp_path / "split", resume=True, progress=False, max_steps=40, console=Console(file=buf, width=200))
     assert "schedule now spans" not in buf.getvalue()  # the same length: nothing to say
+    # Nor when the resumed step is the end of the new plan (nothing runs), or the run had no checkpoint.
+    train("gan", tmp_path / "early", max_steps=2, checkpoint_every=100, **{k: v for k, v in common.items()
+                                                                           if k not in ("max_steps", "checkpoint_every")})
+    for ckpt in (tmp_path / "early" / "checkpoints").iterdir():
+        ckpt.unlink()  # as a run stopped before its first checkpoint leaves it
+    buf = io.StringIO()
+    train("gan", tmp_path / "early", resume=True, progress=False, max_steps=4, console=Console(file=buf, width=200))
+    assert "no checkpoint yet" in buf.getvalue() and "schedule now spans" not in buf.getvalue()

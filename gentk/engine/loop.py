@@ -90,7 +90,7 @@ class Trainer:
         self.run = RunDir(run_dir)
         self.metrics: MetricsLog | None = None
         self.loggers = LoggerSet([])
-        self._planned: int | None = None  # steps the run will take, once the data is known
+        self.planned: int | None = None  # steps the run will take, once the data is known
         self._status_written = 0.0
         self._state: TrainState | None = None
 
@@ -289,10 +289,10 @@ class Trainer:
 
     def _status(self, state: str, step: int, error: str | None = None) -> None:
         """RUN/status.json, for `gentk runs` (rank 0; a run directory this session prepared)."""
-        if self.dist.is_main and self._planned is not None and self.run.path.is_dir():
+        if self.dist.is_main and self.planned is not None and self.run.path.is_dir():
             self._status_written = time.monotonic()
             try:
-                write_status(self.run, state, step, self._planned, error)
+                write_status(self.run, state, step, self.planned, error)
             except OSError:  # informational: a full disk is reported by the writes that matter
                 pass
 
@@ -357,9 +357,13 @@ class Trainer:
     def _note_nothing_to_train(self, step: int, total: int, steps_per_epoch: float) -> None:
         """A resume with nothing left to do says why (a --max-steps that still caps a longer --epochs)."""
         cfg = self.config
-        capped = cfg.max_steps is not None and cfg.max_steps < math.ceil(cfg.epochs * steps_per_epoch)
-        why = (f"--max-steps {cfg.max_steps} caps --epochs {cfg.epochs}: give a larger --max-steps to go on"
-               if capped else "give a larger --epochs or --max-steps to go on")
+        by_epochs = math.ceil(cfg.epochs * steps_per_epoch)
+        if cfg.max_steps is None:
+            why = "give a larger --epochs to go on"
+        elif cfg.max_steps < by_epochs:
+            why = f"--max-steps {cfg.max_steps} caps --epochs {cfg.epochs}: give a larger --max-steps to go on"
+        else:
+            why = "give a larger --epochs and --max-steps to go on"
         self.console.print(f"[yellow]note: nothing to train: the run has trained {step} of its {total} planned "
                            f"steps ({why})[/yellow]", highlight=False)
 
@@ -371,9 +375,11 @@ class Trainer:
             before = (read_status(self.run) or {}).get("planned_steps")
         except GentkError:  # a damaged status file: not worth refusing a resume over
             return
-        if not isinstance(before, int) or before == total or lr_scale(self.config.lr_schedule, step, total) is None:
+        if not isinstance(before, int) or before == total or not 0 < step < total:
             return
         was, now = lr_scale(self.config.lr_schedule, step, before), lr_scale(self.config.lr_schedule, step, total)
+        if was == now:  # a constant rate, or the same factor either way
+            return
         self.console.print(f"[yellow]note: the {self.config.lr_schedule} schedule now spans {total} steps (was "
                            f"{before}): step {step + 1} runs at {now:.3g} x --lr, where the old curve had "
                            f"{was:.3g}[/yellow]", highlight=False)
@@ -414,7 +420,7 @@ class Trainer:
         with self.registry.model_code(cfg.model, "noise"):
             noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(self.device)
         real = test.batch(torch.arange(min(32, len(test))))
-        self._planned = total
+        self.planned = total
         first_step = state.step
         self._status("running", state.step)
         if state.step == 0:
@@ -612,6 +618,7 @@ def train(model: str, run_dir: str | Path | None = None, *, resume: bool = False
                              f"--run-dir {run_dir} --resume")
     else:
         base = None
+    trainer = None
     try:
         config = make_config(spec, settings, base)
         if run_dir is None:
@@ -619,6 +626,8 @@ def train(model: str, run_dir: str | Path | None = None, *, resume: bool = False
         trainer = Trainer(config, Path(run_dir), resume=resume, registry=registry, console=console, progress=progress)
         return trainer.train()
     except UsageError as error:
+        if trainer is not None and trainer.planned is not None:  # refused while training: not a setting's fault
+            raise
         raise _naming_the_preset(error, spec, settings) from None
 
 
