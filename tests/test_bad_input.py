@@ -146,6 +146,20 @@ def test_a_resume_with_nothing_to_train_says_why(gentk_cli, tmp_path, tiny_data)
     result = gentk_cli("train", "vae", "--run-dir", run, "--resume", "--epochs", "1", "--max-steps", "6",
                        "--no-progress")
     assert "give a larger --epochs and --max-steps" in " ".join(result.err.split())
+    # --epochs the limit: a larger --max-steps alone does not do, and the note says --epochs ends it.
+    result = gentk_cli("train", "vae", "--run-dir", run, "--resume", "--epochs", "1", "--max-steps", "100",
+                       "--no-progress")
+    assert "--epochs 1 ends it: give a larger --epochs" in " ".join(result.err.split())
+    # Cutting --epochs below what the run trained is the plan refusal, not a checkpoint complaint.
+    two = tmp_path / "two"  # 13 steps: into its third epoch of 6
+    assert gentk_cli("train", "vae", "--max-steps", "13", "--epochs", "3", "--data", tiny_data, "--run-dir", two,
+                     *TINY_TRAIN).code == 0
+    result = gentk_cli("train", "vae", "--run-dir", two, "--resume", "--epochs", "1", "--no-progress")
+    assert result.code != 0 and "has trained 13 steps, more than the 6 planned now" in " ".join(result.err.split())
+    # A --max-steps beyond what the epochs give: said before training, not found out from the step count after.
+    result = gentk_cli("train", "vae", "--max-steps", "20", "--epochs", "1", "--data", tiny_data,
+                       "--run-dir", tmp_path / "short", *TINY_TRAIN)
+    assert result.code == 0 and "--epochs 1 ends the run at step 6, before --max-steps 20" in " ".join(result.err.split())
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -92,9 +92,8 @@ class Checkpointer:
         if saved_state["step"] != ckpt.meta["step"] or saved_state["epoch"] != data["epoch"]:
             raise CheckpointError(f"checkpoint {ckpt.name}: its state (step {saved_state['step']}, epoch "
                                   f"{saved_state['epoch']}) disagrees with its step and data position")
-        if data["epoch"] > self.config.epochs:
-            raise CheckpointError(f"checkpoint {ckpt.name}: data epoch {data['epoch']} is past the run's "
-                                  f"{self.config.epochs} epochs")
+        # An epoch past --epochs is not refused here: that is the plan asked now (refused by steps in the
+        # trainer, with the plan that would do), or a last step that drew past the final epoch (nothing to train).
         if data["cursor"] >= stream.batches_per_epoch:
             raise CheckpointError(f"checkpoint {ckpt.name}: data position {data['cursor']} is past the "
                                   f"{stream.batches_per_epoch} batches of an epoch of this dataset")

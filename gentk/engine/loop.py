@@ -358,12 +358,12 @@ class Trainer:
         """A resume with nothing left to do says why (a --max-steps that still caps a longer --epochs)."""
         cfg = self.config
         by_epochs = math.ceil(cfg.epochs * steps_per_epoch)
-        if cfg.max_steps is None:
-            why = "give a larger --epochs to go on"
-        elif cfg.max_steps < by_epochs:
+        if cfg.max_steps is not None and cfg.max_steps < by_epochs:
             why = f"--max-steps {cfg.max_steps} caps --epochs {cfg.epochs}: give a larger --max-steps to go on"
-        else:
+        elif cfg.max_steps is not None and cfg.max_steps == by_epochs:
             why = "give a larger --epochs and --max-steps to go on"
+        else:
+            why = f"--epochs {cfg.epochs} ends it: give a larger --epochs to go on"
         self.console.print(f"[yellow]note: nothing to train: the run has trained {step} of its {total} planned "
                            f"steps ({why})[/yellow]", highlight=False)
 
@@ -399,6 +399,7 @@ class Trainer:
                                   on_rows=self._log_rows)
         self.checkpoints = Checkpointer(self.run, dist, cfg, self.console)
         total = math.ceil(cfg.epochs * stream.batches_per_epoch / batches_per_step)
+        epochs_end_it = cfg.max_steps is not None and cfg.max_steps > total  # more steps asked than the epochs give
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
         if self.resume:
@@ -412,9 +413,13 @@ class Trainer:
             dist.call(lambda: self.checkpoints.confirm_resume(state))
             if dist.is_main:
                 self._note_a_new_schedule_length(state.step, total)
-                if state.step >= total:
+                if state.step >= total or stream.epoch >= cfg.epochs:
                     self._note_nothing_to_train(state.step, total, stream.batches_per_epoch / batches_per_step)
             dist.call(self._write_config, main_only=True)  # (a refused resume changed nothing)
+        if epochs_end_it and state.step < total and dist.is_main:
+            self.console.print(f"[yellow]note: --epochs {cfg.epochs} ends the run at step {total}, before "
+                               f"--max-steps {cfg.max_steps}; give a larger --epochs to train that far[/yellow]",
+                               highlight=False)
         self.loggers = self._open_loggers(state.step if self.resume else None)
 
         with self.registry.model_code(cfg.model, "noise"):
