@@ -171,6 +171,11 @@ def _data_difference(saved: dict, asked: dict) -> str | None:
     return None
 
 
+def _shown(value) -> str:
+    """A setting's value as a user would type it: None is "none" (the option left out), the rest as repr."""
+    return "none" if value is None else repr(value)
+
+
 def identity_differences(saved: dict, asked: dict) -> list[str]:
     out = []
     for key in IDENTITY_KEYS:
@@ -179,7 +184,7 @@ def identity_differences(saved: dict, asked: dict) -> list[str]:
             # at their defaults) is one resolved from the data, like channels: the checkpoint's own
             # tensor checks tell whether the networks still fit.
             a, b = saved.get("options", {}), asked.get("options", {})
-            out += [f"--{k.replace('_', '-')} (run: {a.get(k)!r}, now: {b.get(k)!r})"
+            out += [f"--{k.replace('_', '-')} (run: {_shown(a.get(k))}, now: {_shown(b.get(k))})"
                     for k in sorted(set(a) | set(b)) if k in a and a.get(k) != b.get(k)]
         elif key == "world_size" and saved.get(key, 1) != asked.get(key, 1):
             out.append(f"the number of processes (run: {saved.get(key, 1)}, now: {asked.get(key, 1)}; "
@@ -190,7 +195,7 @@ def identity_differences(saved: dict, asked: dict) -> list[str]:
         elif key != "world_size":
             was, now = (side.get(key, IDENTITY_DEFAULTS.get(key)) for side in (saved, asked))
             if was != now:
-                out.append(f"--{key.replace('_', '-')} (run: {was!r}, now: {now!r})")
+                out.append(f"--{key.replace('_', '-')} (run: {_shown(was)}, now: {_shown(now)})")
     return out
 
 

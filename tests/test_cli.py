@@ -118,7 +118,7 @@ def test_resume_with_changed_options_is_refused(gentk_cli, tmp_path, tiny_data):
 
 def test_resume_of_missing_run(gentk_cli, tmp_path):
     line = one_line_error(gentk_cli("train", "vae", "--resume", "--run-dir", tmp_path / "none"), 1)
-    assert "not a gentk run" in line
+    assert "none does not exist" in line
 
 
 def test_debug_shows_traceback(gentk_cli, monkeypatch):

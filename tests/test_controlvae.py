@@ -97,7 +97,7 @@ def test_a_run_written_before_error_clip_existed_refuses_a_clip_on_resume(tmp_pa
     config = json.loads((old / "config.json").read_text())
     del config["options"]["error_clip"]  # as runs written before --error-clip existed
     (old / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ConfigMismatchError, match=r"--error-clip \(run: None, now: 2.0\)"):
+    with pytest.raises(ConfigMismatchError, match=r"--error-clip \(run: none, now: 2.0\)"):
         train("controlvae", old, resume=True, max_steps=4, progress=False, error_clip=2.0)
     assert train("controlvae", old, resume=True, max_steps=3, progress=False)["steps"] == 3
 
