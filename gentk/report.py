@@ -212,7 +212,7 @@ def write_plots(run_dir: str | Path) -> list[Path]:
 def run_state(run: RunDir, config: dict) -> tuple[str | None, int | None, list[str]]:
     """(state, planned steps, notes) from the run's status.json; state None where the run has none
     (written before gentk kept one): unknown, not "crashed" as `gentk runs` would guess from the lock."""
-    from .runlist import lock_held, read_status
+    from .runlist import lock_held, read_status, status_state
 
     try:
         status = read_status(run)
@@ -220,7 +220,7 @@ def run_state(run: RunDir, config: dict) -> tuple[str | None, int | None, list[s
         return None, config.get("planned_steps"), [f"{exc}; state not shown"]
     if status is None:
         return None, config.get("planned_steps"), []
-    state = "crashed" if status["state"] == "running" and not lock_held(run) else status["state"]
+    state = status_state(status, lock_held(run))
     notes = [f"{state}: {status['error']}"] if status.get("error") else []
     return state, status.get("planned_steps", config.get("planned_steps")), notes
 

@@ -61,6 +61,11 @@ def lock_held(run: RunDir) -> bool:
     return False
 
 
+def status_state(status: dict, held: bool) -> str:
+    """The state a status.json records, except "running" without a process holding the lock: crashed."""
+    return "crashed" if status["state"] == "running" and not held else status["state"]
+
+
 def describe_run(path: Path) -> dict:
     """One row of `gentk runs`; a damaged file makes its field unknown and adds a note, never an error."""
     run = RunDir(path)
@@ -88,10 +93,8 @@ def describe_run(path: Path) -> dict:
     held = lock_held(run)
     if status is None:
         row["state"] = "running" if held else ("unknown" if row["checkpoint"] is None else "crashed")
-    elif status["state"] == "running" and not held:
-        row["state"] = "crashed"
     else:
-        row["state"] = status["state"]
+        row["state"] = status_state(status, held)
     if status is not None:
         row["planned_steps"] = status.get("planned_steps", row["planned_steps"])
         if row["state"] == "running":

@@ -354,10 +354,10 @@ class Trainer:
             if child.name != LOCK:
                 shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
-    def _note_nothing_to_train(self, step: int, total: int, steps_per_epoch: float) -> None:
-        """A resume with nothing left to do says why (a --max-steps that still caps a longer --epochs)."""
+    def _note_nothing_to_train(self, step: int, total: int, by_epochs: int) -> None:
+        """A resume with nothing left to do says why (a --max-steps that still caps a longer --epochs);
+        ``by_epochs``: the steps --epochs alone gives."""
         cfg = self.config
-        by_epochs = math.ceil(cfg.epochs * steps_per_epoch)
         if cfg.max_steps is not None and cfg.max_steps < by_epochs:
             why = f"--max-steps {cfg.max_steps} caps --epochs {cfg.epochs}: give a larger --max-steps to go on"
         elif cfg.max_steps is not None and cfg.max_steps == by_epochs:
@@ -398,23 +398,23 @@ class Trainer:
         self.metrics = MetricsLog(self.run.metrics_path, dist, cfg.batch_size * batches_per_step * dist.world,
                                   on_rows=self._log_rows)
         self.checkpoints = Checkpointer(self.run, dist, cfg, self.console)
-        total = math.ceil(cfg.epochs * stream.batches_per_epoch / batches_per_step)
-        epochs_end_it = cfg.max_steps is not None and cfg.max_steps > total  # more steps asked than the epochs give
-        if cfg.max_steps is not None:
-            total = min(total, cfg.max_steps)
+        steps_per_epoch = stream.batches_per_epoch / batches_per_step
+        by_epochs = math.ceil(cfg.epochs * steps_per_epoch)
+        total = by_epochs if cfg.max_steps is None else min(by_epochs, cfg.max_steps)
+        epochs_end_it = cfg.max_steps is not None and cfg.max_steps > by_epochs  # more steps asked than epochs give
         if self.resume:
             dist.call(lambda: self.checkpoints.restore(model, optimizers, state, stream, self.precision))
             if state.step > total:  # before config.json is rewritten: a refused resume changes nothing
                 raise ConfigMismatchError(
                     f"{self.run.path} has trained {state.step} steps, more than the {total} planned now (--epochs "
                     f"{cfg.epochs}" + (f", --max-steps {cfg.max_steps}" if cfg.max_steps is not None else "")
-                    + f", {stream.batches_per_epoch / batches_per_step:g} steps an epoch); resume with a plan of at "
+                    + f", {steps_per_epoch:g} steps an epoch); resume with a plan of at "
                       f"least {state.step} steps, or leave --epochs and --max-steps out to keep the run's own")
             dist.call(lambda: self.checkpoints.confirm_resume(state))
             if dist.is_main:
                 self._note_a_new_schedule_length(state.step, total)
                 if state.step >= total or stream.epoch >= cfg.epochs:
-                    self._note_nothing_to_train(state.step, total, stream.batches_per_epoch / batches_per_step)
+                    self._note_nothing_to_train(state.step, total, by_epochs)
             dist.call(self._write_config, main_only=True)  # (a refused resume changed nothing)
         if epochs_end_it and state.step < total and dist.is_main:
             self.console.print(f"[yellow]note: --epochs {cfg.epochs} ends the run at step {total}, before "
@@ -642,7 +642,7 @@ def _naming_the_preset(error: UsageError, spec, settings: dict) -> UsageError:
     from ..options import flag_name
 
     preset = settings.get("preset")
-    for key in (spec.presets.get(preset) or {}) if preset is not None else {}:
+    for key in spec.presets.get(preset, {}):  # no preset (None): no keys
         flag = flag_name(key)
         if settings.get(key) is None and str(error).startswith(flag + " "):
             error.args = (f"{error} (--preset {preset} sets {flag}; give {flag} yourself to change it)",)
