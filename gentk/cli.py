@@ -505,19 +505,32 @@ def report(run_dirs, as_json, plots):
     """Compare runs side by side (model, options, steps, time, final losses, FID) and redraw their plots."""
     from .report import summarize, write_plots
 
-    rows = [summarize(r) for r in run_dirs]  # a non-run fails here, before any plot is written
+    # A folder that is not a run is named, and the others are still compared (as `ls a b` lists what
+    # it can): every bad folder is reported at once, not one per attempt; the exit status says so.
+    rows, good, problems = [], [], []
+    for r in run_dirs:
+        try:
+            rows.append(summarize(r))
+            good.append(r)
+        except GentkError as exc:
+            problems.append(exc)
+    for exc in problems:
+        err_console.print(f"[red]Error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    status = problems[0].exit_code if problems else 0
+    if not rows:
+        return status
     for row in rows:
         for note in row["notes"]:
             err_console.print(f"[yellow]warning: {escape(row['run'])}: {escape(note)}[/yellow]", highlight=False)
     if plots:
-        for r in run_dirs:
+        for r in good:
             try:
                 write_plots(r)
             except GentkError as exc:  # a read-only run still gets its row in the table
                 err_console.print(f"[yellow]warning: plots of {escape(str(r))} not written: {escape(str(exc))}[/yellow]", highlight=False)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
+        return status
     table = Table()
     # One value a line, folded rather than cut with an ellipsis where a column is narrower: a run's
     # path or a data folder is what the user needs whole.
@@ -533,6 +546,7 @@ def report(run_dirs, as_json, plots):
                  + (f" {r['state']}" if r["state"] not in (None, "finished") else ""))
         table.add_row(r["run"], r["model"], opts, steps, wall, losses, fid)
     out_console.print(table)
+    return status
 
 
 # -- entry point --------------------------------------------------------------------------

@@ -63,6 +63,17 @@ def test_report_of_a_missing_folder_says_it_does_not_exist(gentk_cli, tmp_path):
     assert "does not exist" in gentk_cli("report", tmp_path / "nothing").err
 
 
+def test_report_names_every_bad_folder_and_still_compares_the_runs(gentk_cli, tmp_path, tiny_data):
+    train("gan", tmp_path / "run", max_steps=2, data=tiny_data, device="cpu", progress=False, batch_size=8)
+    (tmp_path / "empty").mkdir()
+    result = gentk_cli("report", tmp_path / "nothing", tmp_path / "run", tmp_path / "empty", "--no-plots")
+    assert result.code == 1
+    assert "nothing" in result.err and "does not exist" in result.err and "not a gentk run" in result.err
+    assert "gan" in result.out and "2 / 2" in result.out
+    rows = json.loads(gentk_cli("report", tmp_path / "run", tmp_path / "nothing", "--no-plots", "--json").out)
+    assert [r["model"] for r in rows] == ["gan"]
+
+
 def test_report_of_a_non_run(gentk_cli, tmp_path):
     result = gentk_cli("report", tmp_path)
     assert result.code == 1 and "not a gentk run" in result.err
