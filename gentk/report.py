@@ -231,7 +231,6 @@ def summarize(run_dir: str | Path) -> dict:
     config = run.read_config()
     rows, damaged = run.read_metrics_checked()
     train, held_out = split_rows(rows)
-    last = train[-1] if train else {}
     steps, elapsed = 0, None
     names = list_checkpoints(run.checkpoints)
     if names:
@@ -243,6 +242,18 @@ def summarize(run_dir: str | Path) -> dict:
             if ckpt is not None:
                 steps, elapsed = ckpt.meta["step"], ckpt.meta.get("state", {}).get("elapsed")
     state, planned, notes = run_state(run, config)
+    # A session killed between checkpoints logged steps no checkpoint holds; a resume trains them
+    # again. The losses shown are those of the step the steps column (and a resume) starts from.
+    kept = [r for r in train if r.get("step", 0) <= steps]
+    if (past := len(train) - len(kept)):
+        logged = f"{past} logged step{'' if past == 1 else 's'}"
+        notes.append(f"{logged} after step {steps}, the last checkpoint, are in no checkpoint (the session "
+                     "ended before saving them; --resume trains them again): the losses shown are step "
+                     f"{kept[-1]['step']}'s" if kept else
+                     f"{logged} but no checkpoint (the session ended before its first; --resume starts "
+                     "from step 0): no losses shown")
+    train, held_out = kept, [r for r in held_out if r.get("step", 0) <= steps]
+    last = train[-1] if train else {}
     fid = None
     try:
         fid = run.read_fid_scores()

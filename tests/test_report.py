@@ -59,6 +59,26 @@ def test_a_run_without_a_status_file_is_not_called_crashed(gentk_cli, tmp_path, 
     assert "crashed" not in gentk_cli("report", tmp_path / "old", "--no-plots").out
 
 
+def test_losses_past_the_last_checkpoint_are_not_shown_as_the_runs(gentk_cli, tmp_path, tiny_data):
+    """A session killed between checkpoints: the table shows the step a resume starts from, and its losses."""
+    run = tmp_path / "killed"
+    train("gan", run, max_steps=4, checkpoint_every=2, log_every=1, data=tiny_data, device="cpu",
+          progress=False, batch_size=8)
+    for suffix in (".json", ".safetensors"):  # as if killed between the step-2 and step-4 saves
+        (run / "checkpoints" / f"step-00000004{suffix}").unlink()
+    logged = {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+              if r.get("split", "train") == "train"}
+    result = gentk_cli("report", run, "--no-plots", "--json")
+    row, = json.loads(result.out)
+    assert row["steps"] == 2 and row["final"]["generator_loss"] == logged[2]["generator_loss"]
+    assert "2 logged steps after step 2, the last checkpoint, are in no checkpoint" in " ".join(result.err.split())
+    for suffix in (".json", ".safetensors"):
+        (run / "checkpoints" / f"step-00000002{suffix}").unlink()
+    result = gentk_cli("report", run, "--no-plots", "--json")
+    row, = json.loads(result.out)
+    assert row["steps"] == 0 and row["final"] == {} and "no losses shown" in " ".join(result.err.split())
+
+
 def test_report_of_a_missing_folder_says_it_does_not_exist(gentk_cli, tmp_path):
     assert "does not exist" in gentk_cli("report", tmp_path / "nothing").err
 
