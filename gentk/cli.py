@@ -514,6 +514,8 @@ def report(run_dirs, as_json, plots):
             good.append(r)
         except GentkError as exc:
             problems.append(exc)
+        except OSError as exc:  # what no check anticipated (an unreadable checkpoints/): still this folder's
+            problems.append(GentkError(f"{exc.filename or r}: {exc.strerror or exc}"))
     for exc in problems:
         err_console.print(f"[red]Error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     status = problems[0].exit_code if problems else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from collections import defaultdict
 from pathlib import Path
 
@@ -225,34 +226,49 @@ def run_state(run: RunDir, config: dict) -> tuple[str | None, int | None, list[s
     return state, status.get("planned_steps", config.get("planned_steps")), notes
 
 
+def as_of_checkpoint(train: list[dict], held_out: list[dict], step: int, intact: bool, run: Path,
+                     model: str | None) -> tuple[list[dict], list[dict], str | None]:
+    """A crashed run's rows up to its last checkpoint, and a note on the rows past it, or None.
+
+    A session killed between checkpoints logged steps no checkpoint holds: a resume trains them
+    again and drops their rows, so the losses shown are those of the step it starts from, the one
+    the steps column shows. A live run (its lock held) or a failed one keeps all its rows."""
+    kept = [r for r in train if r.get("step", 0) <= step]
+    past = len(train) - len(kept)
+    if not past:
+        return train, held_out, None
+    resume = f"gentk train {model} --resume --run-dir {shlex.quote(str(run))}"
+    them, rows = ("it", "its row") if past == 1 else ("them", "their rows")
+    logged = f"metrics.jsonl has {past} step{'' if past == 1 else 's'}"
+    if intact:
+        note = (f"{logged} past step {step}, the last checkpoint (the session ended before saving {them}): the "
+                f"losses shown are those logged by step {step}; `{resume}` trains {them} again and drops {rows}")
+    else:
+        note = (f"{logged} and the run has no checkpoint (the session ended before its first): no losses shown; "
+                f"`{resume}` starts it again from step 0")
+    return kept, [r for r in held_out if r.get("step", 0) <= step], note
+
+
 def summarize(run_dir: str | Path) -> dict:
     """One row of the comparison table: model, non-default options, steps, time, final losses, FID."""
     run = RunDir(run_dir)
     config = run.read_config()
     rows, damaged = run.read_metrics_checked()
     train, held_out = split_rows(rows)
-    steps, elapsed = 0, None
+    steps, elapsed, intact = 0, None, False
     names = list_checkpoints(run.checkpoints)
     if names:
         try:
             meta = read_sidecar(run.checkpoints / f"{names[0]}.json")
-            steps, elapsed = meta["step"], meta.get("state", {}).get("elapsed")
+            steps, elapsed, intact = meta["step"], meta.get("state", {}).get("elapsed"), True
         except Exception:  # noqa: BLE001 - a damaged sidecar: fall back to a full check
             ckpt, _ = latest_intact(run.checkpoints)
             if ckpt is not None:
-                steps, elapsed = ckpt.meta["step"], ckpt.meta.get("state", {}).get("elapsed")
+                steps, elapsed, intact = ckpt.meta["step"], ckpt.meta.get("state", {}).get("elapsed"), True
     state, planned, notes = run_state(run, config)
-    # A session killed between checkpoints logged steps no checkpoint holds; a resume trains them
-    # again. The losses shown are those of the step the steps column (and a resume) starts from.
-    kept = [r for r in train if r.get("step", 0) <= steps]
-    if (past := len(train) - len(kept)):
-        logged = f"{past} logged step{'' if past == 1 else 's'}"
-        notes.append(f"{logged} after step {steps}, the last checkpoint, are in no checkpoint (the session "
-                     "ended before saving them; --resume trains them again): the losses shown are step "
-                     f"{kept[-1]['step']}'s" if kept else
-                     f"{logged} but no checkpoint (the session ended before its first; --resume starts "
-                     "from step 0): no losses shown")
-    train, held_out = kept, [r for r in held_out if r.get("step", 0) <= steps]
+    if state == "crashed" and (intact or not names):
+        train, held_out, note = as_of_checkpoint(train, held_out, steps, intact, run.path, config.get("model"))
+        notes += [note] if note else []
     last = train[-1] if train else {}
     fid = None
     try:

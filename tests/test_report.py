@@ -59,24 +59,71 @@ def test_a_run_without_a_status_file_is_not_called_crashed(gentk_cli, tmp_path, 
     assert "crashed" not in gentk_cli("report", tmp_path / "old", "--no-plots").out
 
 
-def test_losses_past_the_last_checkpoint_are_not_shown_as_the_runs(gentk_cli, tmp_path, tiny_data):
+def _crash(run, at: int):
+    """As if killed with kill -9 after step ``at``'s checkpoint: later checkpoints gone, status.json still
+    says running, and no process holds the lock."""
+    for path in (run / "checkpoints").glob("step-*"):
+        if int(path.name[5:13]) > at:
+            path.unlink()
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps(dict(status, state="running", step=at)))
+
+
+def test_a_crashed_runs_losses_are_its_last_checkpoints(gentk_cli, tmp_path, tiny_data):
     """A session killed between checkpoints: the table shows the step a resume starts from, and its losses."""
     run = tmp_path / "killed"
-    train("gan", run, max_steps=4, checkpoint_every=2, log_every=1, data=tiny_data, device="cpu",
+    train("gan", run, max_steps=5, checkpoint_every=2, log_every=1, data=tiny_data, device="cpu",
           progress=False, batch_size=8)
-    for suffix in (".json", ".safetensors"):  # as if killed between the step-2 and step-4 saves
-        (run / "checkpoints" / f"step-00000004{suffix}").unlink()
     logged = {r["step"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
               if r.get("split", "train") == "train"}
+    finished, = json.loads(gentk_cli("report", run, "--no-plots", "--json").out)
+    assert finished["final"]["generator_loss"] == logged[5]["generator_loss"]  # a finished run: its last step
+    _crash(run, 4)
     result = gentk_cli("report", run, "--no-plots", "--json")
     row, = json.loads(result.out)
-    assert row["steps"] == 2 and row["final"]["generator_loss"] == logged[2]["generator_loss"]
-    assert "2 logged steps after step 2, the last checkpoint, are in no checkpoint" in " ".join(result.err.split())
-    for suffix in (".json", ".safetensors"):
-        (run / "checkpoints" / f"step-00000002{suffix}").unlink()
+    assert row["state"] == "crashed" and row["steps"] == 4
+    assert row["final"]["generator_loss"] == logged[4]["generator_loss"]
+    err = " ".join(result.err.split())
+    assert "metrics.jsonl has 1 step past step 4, the last checkpoint (the session ended before saving it)" in err
+    assert "drops its row" in err and f"gentk train gan --resume --run-dir {run}" in err
+    _crash(run, 2)
+    assert "has 3 steps past step 2" in " ".join(gentk_cli("report", run, "--no-plots").err.split())
+    _crash(run, 0)
     result = gentk_cli("report", run, "--no-plots", "--json")
     row, = json.loads(result.out)
     assert row["steps"] == 0 and row["final"] == {} and "no losses shown" in " ".join(result.err.split())
+
+
+def test_a_live_run_shows_its_live_losses(gentk_cli, tmp_path, tiny_data):
+    """status.json says running and a process holds the lock: the steps past the checkpoint are not lost."""
+    import fcntl
+    import os
+
+    run = tmp_path / "live"
+    train("gan", run, max_steps=3, checkpoint_every=2, log_every=1, data=tiny_data, device="cpu",
+          progress=False, batch_size=8)
+    _crash(run, 2)
+    fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the training process, as far as report can tell
+        result = gentk_cli("report", run, "--no-plots", "--json")
+    finally:
+        os.close(fd)
+    row, = json.loads(result.out)
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["state"] == "running" and row["final"]["generator_loss"] == last["generator_loss"]
+    assert "past step" not in result.err
+
+
+def test_a_damaged_newest_sidecar_keeps_the_crashed_runs_losses(gentk_cli, tmp_path, tiny_data):
+    """No intact checkpoint: a resume is refused, so the logged losses are all there is to show."""
+    run = tmp_path / "damaged"
+    train("gan", run, max_steps=2, checkpoint_every=2, log_every=1, data=tiny_data, device="cpu",
+          progress=False, batch_size=8)
+    _crash(run, 2)
+    (run / "checkpoints" / "step-00000002.json").write_text("{")
+    row, = json.loads(gentk_cli("report", run, "--no-plots", "--json").out)
+    assert row["steps"] == 0 and row["final"]
 
 
 def test_report_of_a_missing_folder_says_it_does_not_exist(gentk_cli, tmp_path):
