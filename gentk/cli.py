@@ -157,9 +157,12 @@ def _model_command(name: str) -> click.Command:
         summary = train(name, run_dir, resume=resume, progress=progress, console=err_console, **explicit)
         if summary["rank"] == 0:
             steps = summary["steps"]
-            session = f" ({summary['steps_this_session']} this session)" if summary["resumed"] else ""
-            err_console.print(f"[green]done[/green]: {steps} step{'' if steps == 1 else 's'}{session} in "
-                              f"{summary['wall_time_s']:.1f} s -> {summary['run_dir']}")
+            # A resumed run's time is its training time over all sessions: say what this one added.
+            session = (f"{steps} step{'' if steps == 1 else 's'} ({summary['steps_this_session']} this session) in "
+                       f"{summary['wall_time_s']:.1f} s ({summary['wall_time_this_session_s']:.1f} s this session)"
+                       if summary["resumed"] else
+                       f"{steps} step{'' if steps == 1 else 's'} in {summary['wall_time_s']:.1f} s")
+            err_console.print(f"[green]done[/green]: {session} -> {summary['run_dir']}")
 
     help_text = f"Train {name}: {spec.description}".strip()
     return click.Command(name, params=params, callback=callback, help=help_text, short_help=spec.description)

@@ -112,7 +112,8 @@ def list_runs(folder: str | Path) -> list[dict]:
     """The runs directly in ``folder`` (sub-folders holding a config.json), newest first."""
     folder = Path(folder)
     if not folder.exists():
-        raise RunDirError(f"{folder} does not exist (runs go into runs/ by default: `gentk runs runs`)")
+        raise RunDirError(f"{folder} does not exist here ({Path.cwd()}): `gentk train` puts runs in runs/ under the "
+                          "folder it was started in; give `gentk runs` the folder that holds yours")
     if not folder.is_dir():
         raise RunDirError(f"{folder} is not a folder of runs")
     if (folder / CONFIG).exists():  # a run itself: its own row

@@ -6,6 +6,7 @@ import errno
 import fcntl
 import json
 import os
+import shlex
 import stat
 from pathlib import Path
 
@@ -82,6 +83,11 @@ class RunDir:
         if not path.exists():
             if not self.path.exists():
                 raise RunDirError(f"{self.path} does not exist (`gentk runs` lists the runs in runs/)")
+            if self.path.is_dir() and any((p / CONFIG).is_file() for p in _some_children(self.path)):
+                raise RunDirError(f"{self.path} is not a gentk run (no {CONFIG}) but holds runs: "
+                                  f"`gentk runs {shlex.quote(str(self.path))}` lists them")
+            if not self.path.is_dir():
+                raise RunDirError(f"{self.path} is a file, not a gentk run (a run is a folder with a {CONFIG})")
             raise RunDirError(f"{self.path} is not a gentk run (no {CONFIG}); train one with `gentk train`")
         text = read_text(path, MAX_CONFIG_BYTES, RunDirError, "gentk run config")
         return checked_config(parse_json(text, path, RunDirError, "gentk run config"), path, RunDirError)
@@ -93,12 +99,17 @@ class RunDir:
     # -- fid.json -------------------------------------------------------------
     def read_fid_scores(self) -> dict | None:
         """The scores in RUN/fid.json (None when there is none); damage is a RunDirError naming the field."""
+        result = self.read_fid_result()
+        return None if result is None else result.get("scores")
+
+    def read_fid_result(self) -> dict | None:
+        """RUN/fid.json, its scores, step and counts checked (None when there is none)."""
         path = self.inside(FID)
         if not (path.exists() or path.is_symlink()):  # a link is refused by the read, not taken for "none"
             return None
         result = parse_json(read_text(path, MAX_FID_BYTES, RunDirError, "FID result"), path, RunDirError, "FID result")
         validate(result, FID_RESULT, path, RunDirError)
-        return result.get("scores")
+        return result
 
     # -- metrics --------------------------------------------------------------
     def read_metrics(self) -> list[dict]:
@@ -185,3 +196,17 @@ def open_append(path: Path):
             raise RunDirError(f"{path} is a symbolic link; gentk never writes through a link") from None
         raise
     return os.fdopen(fd, "ab")
+
+
+def _some_children(folder: Path, limit: int = 1000):
+    """Up to ``limit`` sub-folders (not links) of ``folder``: enough to tell a folder of runs, bounded
+    for a huge one."""
+    try:
+        with os.scandir(folder) as entries:
+            for i, entry in enumerate(entries):
+                if i >= limit:
+                    return
+                if entry.is_dir(follow_symlinks=False):
+                    yield Path(entry.path)
+    except OSError:
+        return

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -142,6 +143,8 @@ def test_a_resume_with_nothing_to_train_says_why(gentk_cli, tmp_path, tiny_data)
     assert "--max-steps 4 caps --epochs 5: give a larger --max-steps" in err and "(0 this session)" in err
     result = gentk_cli("train", "vae", "--run-dir", run, "--resume", "--max-steps", "6", "--no-progress")
     assert result.code == 0 and "nothing to train" not in result.err and "(2 this session)" in result.err
+    # The time is the run's over both sessions, and what this one added beside it.
+    assert re.search(r"in [0-9.]+ s \([0-9.]+ s this session\)", " ".join(result.err.split()))
     # --max-steps equal to what the epochs give: raising --epochs alone would not do, so both are named.
     result = gentk_cli("train", "vae", "--run-dir", run, "--resume", "--epochs", "1", "--max-steps", "6",
                        "--no-progress")

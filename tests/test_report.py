@@ -113,6 +113,30 @@ def test_a_live_run_shows_its_live_losses(gentk_cli, tmp_path, tiny_data):
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["state"] == "running" and row["final"]["generator_loss"] == last["generator_loss"]
     assert "past step" not in result.err
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps(dict(status, step=3)))
+    fd = os.open(run / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        row, = json.loads(gentk_cli("report", run, "--no-plots", "--json").out)
+    finally:
+        os.close(fd)
+    assert row["steps"] == 3  # where status.json says the live run is, as `gentk runs` shows it
+
+
+def test_a_fid_of_an_older_step_is_named(gentk_cli, tmp_path, tiny_data):
+    run = tmp_path / "extended"
+    train("gan", run, max_steps=2, data=tiny_data, device="cpu", progress=False, batch_size=8)
+    (run / "fid.json").write_text(json.dumps({"scores": {"samples": 406.96}, "step": 1, "counts": {"samples": 64}}))
+    result = gentk_cli("report", run, "--no-plots", "--json")
+    row, = json.loads(result.out)
+    assert row["fid"] == {"samples": 406.96} and row["fid_step"] == 1
+    assert "its FID is of step 1, not of step 2 shown" in " ".join(result.err.split())
+    (run / "fid.json").write_text(json.dumps({"scores": {"samples": 406.96}, "step": 2}))
+    assert "FID is of step" not in gentk_cli("report", run, "--no-plots").err
+    (run / "fid.json").write_text(json.dumps({"scores": {"samples": 406.96}, "step": "two"}))
+    result = gentk_cli("report", run, "--no-plots")
+    assert result.code == 0 and "FID not shown" in result.err
 
 
 def test_a_damaged_newest_sidecar_keeps_the_crashed_runs_losses(gentk_cli, tmp_path, tiny_data):
@@ -139,6 +163,21 @@ def test_report_names_every_bad_folder_and_still_compares_the_runs(gentk_cli, tm
     assert "gan" in result.out and "2 / 2" in result.out
     rows = json.loads(gentk_cli("report", tmp_path / "run", tmp_path / "nothing", "--no-plots", "--json").out)
     assert [r["model"] for r in rows] == ["gan"]
+
+
+def test_report_of_a_folder_of_runs_points_to_gentk_runs(gentk_cli, tmp_path, tiny_data):
+    train("gan", tmp_path / "runs" / "a", max_steps=1, data=tiny_data, device="cpu", progress=False, batch_size=8)
+    (tmp_path / "plain.txt").write_text("hello")
+    result = gentk_cli("report", tmp_path / "runs", tmp_path / "plain.txt")
+    err = " ".join(result.err.split())
+    assert result.code == 1 and f"holds runs: `gentk runs {tmp_path / 'runs'}` lists them" in err
+    assert "plain.txt is a file, not a gentk run" in err
+
+
+def test_gentk_runs_without_a_runs_folder_says_where_it_looked(gentk_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    err = " ".join(gentk_cli("runs").err.split())
+    assert f"runs does not exist here ({tmp_path})" in err and "`gentk runs runs`" not in err
 
 
 def test_report_of_a_non_run(gentk_cli, tmp_path):

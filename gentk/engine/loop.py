@@ -426,7 +426,7 @@ class Trainer:
             noise = model.noise(GRID_SAMPLES, torch.Generator().manual_seed(cfg.seed)).to(self.device)
         real = test.batch(torch.arange(min(32, len(test))))
         self.planned = total
-        first_step = state.step
+        first_step, first_elapsed = state.step, state.elapsed
         self._status("running", state.step)
         if state.step == 0:
             self._save_grids(model, 0, noise, real)
@@ -479,6 +479,7 @@ class Trainer:
         self._status("finished", state.step)
         return {"steps": state.step, "steps_this_session": state.step - first_step, "resumed": self.resume,
                 "epoch": state.epoch, "wall_time_s": round(state.elapsed, 3),
+                "wall_time_this_session_s": round(state.elapsed - first_elapsed, 3),
                 "run_dir": str(self.run.path), "last": self.metrics.last, "rank": dist.rank,
                 "world_size": dist.world}
 
