@@ -26,6 +26,13 @@ err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console()
 
 
+def print_table(table) -> None:
+    """A table on stdout: fitted to a terminal, whole when piped to a file or another program (rich
+    would fold it at 80 columns, splitting values such as ``batch_size=16`` across lines)."""
+    console = out_console if out_console.is_terminal else Console(width=100_000)
+    console.print(table)
+
+
 def _registry():
     from .plugins import get_registry
 
@@ -235,13 +242,13 @@ def plugins(as_json):
     for r in rows:
         table.add_row(r["name"], r["version"] or "", r["distribution"] or "", ", ".join(r["hooks"]),
                       f"[red]{r['error']}[/red]" if r["error"] else "")
-    out_console.print(table)
+    print_table(table)
     order = Table("model", "hook", "plugins asked, first to last",
                   title="who answers: the first answer wins (on_step and on_epoch_end run them all)")
     for model, hooks in precedence.items():
         for i, (hook, asked) in enumerate(hooks.items()):
             order.add_row(model if i == 0 else "", hook, " > ".join(asked))
-    out_console.print(order)
+    print_table(order)
 
 
 @cli.command()
@@ -256,7 +263,7 @@ def datasets(as_json):
     table = Table("--data", "plugin", "description")
     for r in rows:
         table.add_row(r["usage"], r["plugin"], r["description"])
-    out_console.print(table)
+    print_table(table)
 
 
 @cli.command()
@@ -286,7 +293,7 @@ def models(model, as_json, image_size, channels, settings):
         table = Table("model", "plugin", "description")
         for r in rows:
             table.add_row(r["name"], r["plugin"], r["description"])
-        out_console.print(table)
+        print_table(table)
         return
     overrides = {k: v for k, v in (("image_size", image_size), ("channels", channels)) if v is not None}
     options = reg.spec(model).options if settings else None
@@ -308,11 +315,11 @@ def models(model, as_json, image_size, channels, settings):
     for net, d in info["networks"].items():
         table.add_row(net, f"{d['parameters']:,}")
     table.add_row("[bold]total", f"[bold]{info['parameters']:,}")
-    out_console.print(table)
+    print_table(table)
     opts = Table("option", "default", "help")
     for key, d in info["options"].items():
         opts.add_row(flag_name(key), repr(d["default"]), d["help"])
-    out_console.print(opts)
+    print_table(opts)
     defaults = ", ".join(f"{flag_name(k)} {v}" for k, v in info["training_defaults"].items())
     click.echo(f"training defaults: {defaults}")
     for name, values in sorted(info["presets"].items()):
@@ -344,7 +351,7 @@ def runs(folder, as_json):
         wall = f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] is not None else "-"
         fid = "  ".join(f"{k} {v:.2f}" for k, v in (r["fid"] or {}).items()) or "-"
         table.add_row(Path(r["run"]).name, r["model"] or "?", steps, state, r["checkpoint"] or "-", wall, fid)
-    out_console.print(table)
+    print_table(table)
     for r in rows:
         for note in r["notes"]:
             err_console.print(f"[yellow]{Path(r['run']).name}: {escape(note)}[/yellow]", highlight=False)
@@ -550,7 +557,7 @@ def report(run_dirs, as_json, plots):
         steps = (str(r["steps"]) + (f" / {r['planned_steps']}" if r["planned_steps"] else "")
                  + (f" {r['state']}" if r["state"] not in (None, "finished") else ""))
         table.add_row(r["run"], r["model"], opts, steps, wall, losses, fid)
-    out_console.print(table)
+    print_table(table)
     return status
 
 
