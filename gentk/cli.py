@@ -29,7 +29,8 @@ out_console = Console()
 def print_table(table) -> None:
     """A table on stdout: fitted to a terminal, whole when piped to a file or another program (rich
     would fold it at 80 columns, splitting values such as ``batch_size=16`` across lines)."""
-    console = out_console if out_console.is_terminal else Console(width=100_000)
+    # isatty, not rich's is_terminal: FORCE_COLOR (set by many CI systems) makes that True in a pipe.
+    console = out_console if sys.stdout.isatty() else Console(width=100_000)
     console.print(table)
 
 

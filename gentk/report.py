@@ -210,21 +210,21 @@ def write_plots(run_dir: str | Path) -> list[Path]:
     return written
 
 
-def run_state(run: RunDir, config: dict) -> tuple[str | None, int | None, list[str], int | None]:
-    """(state, planned steps, notes, the step status.json last recorded) from the run's status.json;
-    state None where the run has none (written before gentk kept one): unknown, not "crashed" as
-    `gentk runs` would guess from the lock."""
-    from .runlist import lock_held, read_status, status_state
+def run_state(run: RunDir, config: dict) -> tuple[str | None, int | None, list[str], int]:
+    """(state, planned steps, notes, the step a live run's status.json records, else 0) from the run's
+    status.json; state None where the run has none (written before gentk kept one): unknown, not
+    "crashed" as `gentk runs` would guess from the lock."""
+    from .runlist import live_step, lock_held, read_status, status_state
 
     try:
         status = read_status(run)
     except RunDirError as exc:
-        return None, config.get("planned_steps"), [f"{exc}; state not shown"], None
+        return None, config.get("planned_steps"), [f"{exc}; state not shown"], 0
     if status is None:
-        return None, config.get("planned_steps"), [], None
+        return None, config.get("planned_steps"), [], 0
     state = status_state(status, lock_held(run))
     notes = [f"{state}: {status['error']}"] if status.get("error") else []
-    return state, status.get("planned_steps", config.get("planned_steps")), notes, status.get("step")
+    return state, status.get("planned_steps", config.get("planned_steps")), notes, live_step(status)
 
 
 def as_of_checkpoint(train: list[dict], held_out: list[dict], step: int, intact: bool, run: Path,
@@ -267,19 +267,23 @@ def summarize(run_dir: str | Path) -> dict:
             if ckpt is not None:
                 steps, elapsed, intact = ckpt.meta["step"], ckpt.meta.get("state", {}).get("elapsed"), True
     state, planned, notes, status_step = run_state(run, config)
-    if state == "running" and isinstance(status_step, int) and status_step > steps:
+    if state == "running" and status_step > steps:
         steps = status_step  # a live run: where it is now (as `gentk runs` says), with its live losses
     if state == "crashed" and (intact or not names):
         train, held_out, note = as_of_checkpoint(train, held_out, steps, intact, run.path, config.get("model"))
         notes += [note] if note else []
     last = train[-1] if train else {}
-    fid, result = None, None
+    fid, result, scored = None, None, None
     try:
         result = run.read_fid_result()
         fid = None if result is None else result.get("scores")
-        if fid and result.get("step") is not None and result["step"] != steps:
-            notes.append(f"its FID is of step {result['step']}, not of step {steps} shown: "
-                         f"`gentk fid {shlex.quote(str(run.path))}` scores the run as it is now")
+        scored = result.get("step") if result else None
+        if fid and isinstance(scored, int) and not isinstance(scored, bool) and scored != steps:
+            picked = result.get("checkpoint")
+            what = f" ({picked})" if isinstance(picked, str) and picked.startswith("step-") else ""
+            advice = ("the run is still training" if state == "running" else
+                      f"`gentk fid {shlex.quote(str(run.path))}` scores its newest checkpoint")
+            notes.append(f"its FID is of step {scored}{what}, not of step {steps} shown: {advice}")
     except RunDirError as exc:  # the table still shows the run; the damage is named
         notes.append(f"{exc}; FID not shown")
     return {
@@ -295,7 +299,7 @@ def summarize(run_dir: str | Path) -> dict:
         "final": {k: last[k] for k in headline_keys(config, last)},
         "held_out": {k: v for k, v in (held_out[-1] if held_out else {}).items() if k not in BOOKKEEPING},
         "fid": fid,
-        "fid_step": (result or {}).get("step") if fid else None,
+        "fid_step": scored if fid and isinstance(scored, int) and not isinstance(scored, bool) else None,
         "notes": notes + [f"{run.metrics_path} line {n} is damaged ({why}); skipped" for n, why, _ in damaged],
     }
 

@@ -61,6 +61,21 @@ def lock_held(run: RunDir) -> bool:
     return False
 
 
+def live_step(status: dict) -> int:
+    """The step a running run's status.json records, or 0 unless the process that wrote it is alive:
+    a resume holds the lock minutes before it rewrites the crashed session's status.json."""
+    pid, step = status.get("pid"), status.get("step")
+    if not isinstance(pid, int) or not isinstance(step, int) or pid <= 0:
+        return 0
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return 0
+    except OSError:  # alive, another user's
+        pass
+    return step
+
+
 def status_state(status: dict, held: bool) -> str:
     """The state a status.json records, except "running" without a process holding the lock: crashed."""
     return "crashed" if status["state"] == "running" and not held else status["state"]
@@ -98,7 +113,7 @@ def describe_run(path: Path) -> dict:
     if status is not None:
         row["planned_steps"] = status.get("planned_steps", row["planned_steps"])
         if row["state"] == "running":
-            row["steps"] = max(row["steps"] or 0, status.get("step") or 0)
+            row["steps"] = max(row["steps"] or 0, live_step(status))
         if status.get("error"):
             row["notes"].append(status["error"])
     try:
@@ -112,6 +127,8 @@ def list_runs(folder: str | Path) -> list[dict]:
     """The runs directly in ``folder`` (sub-folders holding a config.json), newest first."""
     folder = Path(folder)
     if not folder.exists():
+        if folder.is_absolute():
+            raise RunDirError(f"{folder} does not exist")
         raise RunDirError(f"{folder} does not exist here ({Path.cwd()}): `gentk train` puts runs in runs/ under the "
                           "folder it was started in; give `gentk runs` the folder that holds yours")
     if not folder.is_dir():

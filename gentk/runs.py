@@ -83,7 +83,7 @@ class RunDir:
         if not path.exists():
             if not self.path.exists():
                 raise RunDirError(f"{self.path} does not exist (`gentk runs` lists the runs in runs/)")
-            if self.path.is_dir() and any((p / CONFIG).is_file() for p in _some_children(self.path)):
+            if self.path.is_dir() and any(os.path.isfile(p / CONFIG) for p in _some_children(self.path)):
                 raise RunDirError(f"{self.path} is not a gentk run (no {CONFIG}) but holds runs: "
                                   f"`gentk runs {shlex.quote(str(self.path))}` lists them")
             if not self.path.is_dir():
@@ -103,7 +103,7 @@ class RunDir:
         return None if result is None else result.get("scores")
 
     def read_fid_result(self) -> dict | None:
-        """RUN/fid.json, its scores, step and counts checked (None when there is none)."""
+        """RUN/fid.json, its scores checked (None when there is none); its other fields are as written."""
         path = self.inside(FID)
         if not (path.exists() or path.is_symlink()):  # a link is refused by the read, not taken for "none"
             return None

@@ -212,4 +212,4 @@ RESUMABLE = Obj(required={k: SIDECAR.optional[k] for k in ("state", "data", "opt
 
 METRICS_ROW = Obj(required={"step": STEP, "epoch": STEP}, optional={"split": Str(max_len=32)}, extra=Scalar())
 
-FID_RESULT = Obj(optional={"scores": Map(Num(finite=False)), "step": Optional(STEP), "counts": Map(Int(min=0, max=1 << 62))})
+FID_RESULT = Obj(optional={"scores": Map(Num(finite=False))})

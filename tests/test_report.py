@@ -43,6 +43,8 @@ def test_report_compares_runs_and_redraws_plots(gentk_cli, tmp_path, tiny_data):
     assert _non_default_settings(rows[1])["data"] == rows[1]["data"] == tiny_data
     assert "data" not in _non_default_settings(dict(rows[1], data="mnist"))
     assert "\u2026" not in table.out and "data=folder:" in table.out
+    # Piped (as here), the table is whole: no value is split across lines (rich folds at 80 columns).
+    assert f"data={tiny_data}" in table.out and str(tmp_path / "a") in table.out
     # Every setting that makes two runs differ shows where it is not the default, the seed and fit too.
     assert _non_default_settings(dict(rows[1], seed=7, fit="pad", max_steps=2, precision="bf16")) == {
         "data": tiny_data, "max_steps": 2, "batch_size": 8, "seed": 7, "fit": "pad", "precision": "bf16"}
@@ -98,6 +100,7 @@ def test_a_live_run_shows_its_live_losses(gentk_cli, tmp_path, tiny_data):
     """status.json says running and a process holds the lock: the steps past the checkpoint are not lost."""
     import fcntl
     import os
+    import subprocess
 
     run = tmp_path / "live"
     train("gan", run, max_steps=3, checkpoint_every=2, log_every=1, data=tiny_data, device="cpu",
@@ -122,6 +125,19 @@ def test_a_live_run_shows_its_live_losses(gentk_cli, tmp_path, tiny_data):
     finally:
         os.close(fd)
     assert row["steps"] == 3  # where status.json says the live run is, as `gentk runs` shows it
+    # A resume holds the lock before it rewrites the crashed session's status.json: a step recorded
+    # by a process that is gone is not trusted.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (run / "status.json").write_text(json.dumps(dict(status, step=3, pid=gone.pid)))
+    fd = os.open(run / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        row, = json.loads(gentk_cli("report", run, "--no-plots", "--json").out)
+        runs_row, = json.loads(gentk_cli("runs", run, "--json").out)
+    finally:
+        os.close(fd)
+    assert row["steps"] == 2 and runs_row["steps"] == 2
 
 
 def test_a_fid_of_an_older_step_is_named(gentk_cli, tmp_path, tiny_data):
@@ -134,9 +150,14 @@ def test_a_fid_of_an_older_step_is_named(gentk_cli, tmp_path, tiny_data):
     assert "its FID is of step 1, not of step 2 shown" in " ".join(result.err.split())
     (run / "fid.json").write_text(json.dumps({"scores": {"samples": 406.96}, "step": 2}))
     assert "FID is of step" not in gentk_cli("report", run, "--no-plots").err
-    (run / "fid.json").write_text(json.dumps({"scores": {"samples": 406.96}, "step": "two"}))
-    result = gentk_cli("report", run, "--no-plots")
-    assert result.code == 0 and "FID not shown" in result.err
+    (run / "fid.json").write_text(json.dumps({"scores": {"samples": 406.96}, "step": 1, "checkpoint": "step-00000001"}))
+    assert "its FID is of step 1 (step-00000001), not of step 2 shown" in " ".join(
+        gentk_cli("report", run, "--no-plots").err.split())
+    # A step gentk did not write is no step: the scores still show, with no claim about them.
+    (run / "fid.json").write_text(json.dumps({"scores": {"samples": 406.96}, "step": "two", "counts": "x"}))
+    result = gentk_cli("report", run, "--no-plots", "--json")
+    row, = json.loads(result.out)
+    assert result.code == 0 and row["fid"] == {"samples": 406.96} and row["fid_step"] is None and not result.err
 
 
 def test_a_damaged_newest_sidecar_keeps_the_crashed_runs_losses(gentk_cli, tmp_path, tiny_data):
