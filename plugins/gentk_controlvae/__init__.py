@@ -76,7 +76,7 @@ def register_models(register):
         defaults=TrainDefaults(epochs=250, batch_size=64, lr=1e-4),
         description="VAE whose KL weight a PI controller sets to hold a target KL (seed section 1-4)",
         # recon: the VAE's recon preset's network width, with the integrator's error bounded (a wide
-        # network's first-steps KL spike otherwise collapses the posterior), and batches of 20: the most
-        # updates whose batch KL the controller still holds within 0.5 nats (16 did not; docs/models.md).
+        # network's first-steps KL spike otherwise collapses the posterior), and batches of 20: more updates,
+        # whose batch KL the controller still held within 0.5 nats (16 did not; docs/models.md).
         presets={"fast": FAST, "recon": {**FAST, "width": 2, "error_clip": 14.0, "batch_size": 20}},
     ))
