@@ -76,7 +76,7 @@ def _check_preset(spec, values):
 
     if len(values) > 1:
         raise click.BadParameter(f"given twice ({', '.join(values)}); a run takes one preset: pick one, and give "
-                                 "any option you want changed after it")
+                                 "any option you want changed beside it (an option given beats the preset's value)")
     value = values[0] if values else None
     if value is not None and (problem := preset_problem(spec, value)):
         raise click.BadParameter(problem)
@@ -97,6 +97,21 @@ def _setting_option(f, hint, model_defaults: dict) -> click.Option:
     ctype = click.Choice(list(meta["choices"])) if meta.get("choices") else click_type(hint)
     return click.Option([flag, f.name], type=ctype, default=default, show_default=default is not None,
                         help=meta["help"])
+
+
+def _naming_the_file(error: UsageError, ctx) -> UsageError:
+    """``error`` with the --config file named when it refuses a value that file set (``--batch-size 32
+    is more than ...``): the user typed no such flag, as _naming_the_preset says for a preset's."""
+    config_file = ctx.meta.get("gentk.config_file")
+    if config_file is None or "(--preset" in str(error):
+        return error
+    for key in ctx.params:
+        flag = flag_name(key)
+        if (ctx.get_parameter_source(key) is ParameterSource.DEFAULT_MAP and key != "preset"
+                and str(error).startswith(flag + " ")):
+            error.args = (f"{error} (--config {config_file} sets {flag}; give {flag} yourself to change it)",)
+            break
+    return error
 
 
 def _preset_flags(values: dict) -> str:
@@ -162,7 +177,10 @@ def _model_command(name: str) -> click.Command:
             if check_nproc(nproc):
                 launch(nproc, _ARGV)
                 return
-        summary = train(name, run_dir, resume=resume, progress=progress, console=err_console, **explicit)
+        try:
+            summary = train(name, run_dir, resume=resume, progress=progress, console=err_console, **explicit)
+        except UsageError as exc:
+            raise _naming_the_file(exc, ctx) from None
         if summary["rank"] == 0:
             steps = summary["steps"]
             # A resumed run's time is its training time over all sessions: say what this one added.

@@ -55,6 +55,12 @@ def test_a_refused_value_the_preset_set_names_the_preset(gentk_cli, tmp_path, ti
     assert line.startswith("Error: --batch-size 32 is more than") and "(--preset recon sets --batch-size" in line
     line = last_line(gentk_cli("train", "vae", "--preset", "recon", "--batch-size", "30", *common))
     assert "--batch-size 30 is more than" in line and "--preset" not in line  # the user's own value: no preset named
+    # A value a --config file set is the file's to name, as a preset's is the preset's.
+    (tmp_path / "p.toml").write_text('preset = "recon"\nbatch_size = 30\n')
+    line = last_line(gentk_cli("train", "vae", "--config", tmp_path / "p.toml", *common))
+    assert "--batch-size 30 is more than" in line and f"(--config {tmp_path / 'p.toml'} sets --batch-size" in line
+    line = last_line(gentk_cli("train", "vae", "--config", tmp_path / "p.toml", "--batch-size", "28", *common))
+    assert "--batch-size 28 is more than" in line and "--config" not in line
     assert not (tmp_path / "r").exists()
 
 
