@@ -20,7 +20,7 @@ from rich.table import Table
 
 from .version import __version__
 from .errors import GentkError, UsageError
-from .options import flag_name
+from .options import flag_name, naming_the_source
 
 err_console = Console(stderr=True, soft_wrap=True)
 out_console = Console()
@@ -105,13 +105,9 @@ def _naming_the_file(error: UsageError, ctx) -> UsageError:
     config_file = ctx.meta.get("gentk.config_file")
     if config_file is None or "(--preset" in str(error):
         return error
-    for key in ctx.params:
-        flag = flag_name(key)
-        if (ctx.get_parameter_source(key) is ParameterSource.DEFAULT_MAP and key != "preset"
-                and str(error).startswith(flag + " ")):
-            error.args = (f"{error} (--config {config_file} sets {flag}; give {flag} yourself to change it)",)
-            break
-    return error
+    set_by_file = [key for key in ctx.params
+                   if key != "preset" and ctx.get_parameter_source(key) is ParameterSource.DEFAULT_MAP]
+    return naming_the_source(error, set_by_file, f"--config {config_file}")
 
 
 def _preset_flags(values: dict) -> str:

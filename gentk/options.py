@@ -46,6 +46,18 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
+def naming_the_source(error: Exception, keys, source: str) -> Exception:
+    """``error`` with ``source`` (``--preset recon``, ``--config p.toml``) named when it refuses the value
+    of one of ``keys``, settings that source set and the user did not type (``--batch-size 32 is more
+    than ...``): the user would look for a flag they never gave."""
+    for key in keys:
+        flag = flag_name(key)
+        if str(error).startswith(flag + " "):
+            error.args = (f"{error} ({source} sets {flag}; give {flag} yourself to change it)",)
+            break
+    return error
+
+
 def click_options(cls) -> list[click.Option]:
     """One click option per dataclass field, default and help from the field."""
     out = []

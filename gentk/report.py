@@ -273,12 +273,13 @@ def summarize(run_dir: str | Path) -> dict:
         train, held_out, note = as_of_checkpoint(train, held_out, steps, intact, run.path, config.get("model"))
         notes += [note] if note else []
     last = train[-1] if train else {}
-    fid, result, scored = None, None, None
+    fid, scored = None, None
     try:
-        result = run.read_fid_result()
-        fid = None if result is None else result.get("scores")
-        scored = result.get("step") if result else None
-        if fid and isinstance(scored, int) and not isinstance(scored, bool) and scored != steps:
+        result = run.read_fid_result() or {}
+        fid = result.get("scores")
+        step = result.get("step")  # as written: anything but a step number is no step
+        scored = step if fid and isinstance(step, int) and not isinstance(step, bool) else None
+        if scored is not None and scored != steps:
             picked = result.get("checkpoint")
             what = f" ({picked})" if isinstance(picked, str) and picked.startswith("step-") else ""
             advice = ("the run is still training" if state == "running" else
@@ -299,7 +300,7 @@ def summarize(run_dir: str | Path) -> dict:
         "final": {k: last[k] for k in headline_keys(config, last)},
         "held_out": {k: v for k, v in (held_out[-1] if held_out else {}).items() if k not in BOOKKEEPING},
         "fid": fid,
-        "fid_step": scored if fid and isinstance(scored, int) and not isinstance(scored, bool) else None,
+        "fid_step": scored,
         "notes": notes + [f"{run.metrics_path} line {n} is damaged ({why}); skipped" for n, why, _ in damaged],
     }
 

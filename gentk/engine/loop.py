@@ -640,14 +640,11 @@ def train(model: str, run_dir: str | Path | None = None, *, resume: bool = False
 def _naming_the_preset(error: UsageError, spec, settings: dict) -> UsageError:
     """``error`` with the preset named when it refuses a value the preset set and the user did not
     (``--batch-size 32 is more than ...``): the user never typed that flag."""
-    from ..options import flag_name
+    from ..options import naming_the_source
 
     preset = settings.get("preset")
-    for key in spec.presets.get(preset, {}):  # no preset (None): no keys
-        flag = flag_name(key)
-        if settings.get(key) is None and str(error).startswith(flag + " "):
-            error.args = (f"{error} (--preset {preset} sets {flag}; give {flag} yourself to change it)",)
-    return error
+    set_by_preset = [key for key in spec.presets.get(preset, {}) if settings.get(key) is None]  # no preset: none
+    return naming_the_source(error, set_by_preset, f"--preset {preset}")
 
 
 def default_run_dir(model: str) -> Path:
